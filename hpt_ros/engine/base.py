@@ -1,0 +1,45 @@
+"""The engine interface: raw camera frames + joint state in, unnormalised action chunk out."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+__all__ = ["Engine", "EngineError"]
+
+
+class EngineError(RuntimeError):
+    """An engine could not be built or failed to run (names the file or provider)."""
+
+
+class Engine(abc.ABC):
+    """Runs one HPT policy. Implementations: torch and onnxruntime.
+
+    ``predict(images, state)``:
+      images  uint8 [B, V, H, W, 3] RGB, any H x W (resized inside to the encoder's size)
+      state   float32 [B, state_dim], raw units in the spec's joint order
+      returns float32 [B, horizon, action_dim], unnormalised (the spec's action units)
+    """
+
+    #: "torch" | "onnxruntime"
+    backend: str = "abstract"
+    #: "fp32" | "bf16" | "fp16"
+    precision: str = "fp32"
+    horizon: int
+    action_dim: int
+    state_dim: int
+    num_views: int
+
+    @abc.abstractmethod
+    def predict(self, images: np.ndarray, state: np.ndarray) -> np.ndarray: ...
+
+    def warmup(self, height: int = 480, width: int = 640, iterations: int = 2) -> None:
+        """Run a few dummy steps so the first control tick is not the slow one."""
+        images = np.zeros((1, self.num_views, height, width, 3), dtype=np.uint8)
+        state = np.zeros((1, self.state_dim), dtype=np.float32)
+        for _ in range(iterations):
+            self.predict(images, state)
+
+    def describe(self) -> str:
+        return f"{self.backend} {self.precision}"

@@ -1,0 +1,41 @@
+"""Robot and task specs: the per-robot YAML that maps sensors to stems and the head to commands.
+
+``load_spec(path)`` reads and validates a file; ``parse_spec(mapping)`` validates data
+already in memory. Every mistake raises ``SpecError`` naming the file, the key path,
+what was expected and what was found.
+"""
+
+from .errors import SpecError
+from .loader import SUPPORTED_IMAGE_SIZES, load_spec, parse_spec, resolve_spec_path
+from .schema import (
+    ActionSpec,
+    CommandSpec,
+    EngineSpec,
+    ExecutionSpec,
+    GripperSpec,
+    JointLimit,
+    ModelSpec,
+    RobotSpec,
+    SafetySpec,
+    SensorSpec,
+    StemSpec,
+)
+
+__all__ = [
+    "ActionSpec",
+    "CommandSpec",
+    "EngineSpec",
+    "ExecutionSpec",
+    "GripperSpec",
+    "JointLimit",
+    "ModelSpec",
+    "RobotSpec",
+    "SUPPORTED_IMAGE_SIZES",
+    "SafetySpec",
+    "SensorSpec",
+    "SpecError",
+    "StemSpec",
+    "load_spec",
+    "parse_spec",
+    "resolve_spec_path",
+]

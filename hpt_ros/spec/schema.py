@@ -1,0 +1,232 @@
+"""The robot spec: which sensor feeds which stem, what the head commands, and the limits.
+
+The YAML layout is documented in ``config/robots/README.md``; this module holds the
+validated, typed form. Every field here has been checked by ``hpt_ros.spec.loader``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ACTION_KINDS",
+    "IMAGE_TYPES",
+    "STATE_TYPES",
+    "ActionSpec",
+    "CommandSpec",
+    "EngineSpec",
+    "ExecutionSpec",
+    "GripperSpec",
+    "JointLimit",
+    "ModelSpec",
+    "RobotSpec",
+    "SafetySpec",
+    "SensorSpec",
+    "StemSpec",
+]
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+STATE_TYPES = ("sensor_msgs/msg/JointState",)
+
+#: action kind -> (allowed command message types, number of dims apart from the gripper)
+ACTION_KINDS: dict[str, tuple[tuple[str, ...], int | None]] = {
+    # absolute joint position targets, one per joint in action.joints
+    "joint_position": (
+        (
+            "trajectory_msgs/msg/JointTrajectory",
+            "std_msgs/msg/Float64MultiArray",
+            "sensor_msgs/msg/JointState",
+        ),
+        None,
+    ),
+    # end-effector pose: x y z [m], roll pitch yaw [rad] in action.frame
+    "ee_pose": (("geometry_msgs/msg/PoseStamped",), 6),
+    # end-effector twist: vx vy vz [m/s], wx wy wz [rad/s] in action.frame
+    "ee_twist": (("geometry_msgs/msg/TwistStamped",), 6),
+}
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    name: str
+    topic: str
+    type: str
+    stem: str
+    max_age: float
+    view: int | None = None  # image sensors: index of the view in the image stem
+    field: str = "position"  # JointState sensors: which array to read
+    joints: tuple[str, ...] = ()  # JointState sensors: the order the stem sees
+    required: bool = True
+
+    @property
+    def is_image(self) -> bool:
+        return self.type in IMAGE_TYPES
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    name: str
+    modality: str  # "image" | "state"
+    encoder: str = "resnet18"
+    image_size: int = 224
+    views: int = 0
+    dim: int = 0
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    topic: str
+    type: str
+
+
+@dataclass(frozen=True)
+class GripperSpec:
+    joint: str
+    topic: str
+    type: str
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    kind: str
+    horizon: int
+    joints: tuple[str, ...]  # the action vector's layout (joint kinds), gripper joint last
+    command: CommandSpec
+    frame: str = ""
+    gripper: GripperSpec | None = None
+    time_from_start: float = 0.0  # JointTrajectory: seconds to reach each target; 0 = one control period
+
+    @property
+    def dim(self) -> int:
+        if self.kind == "joint_position":
+            return len(self.joints)
+        return 6 + (1 if self.gripper else 0)
+
+    @property
+    def arm_joints(self) -> tuple[str, ...]:
+        """Joints the arm command carries (the gripper joint goes on its own topic)."""
+        if self.gripper is None:
+            return self.joints
+        return tuple(j for j in self.joints if j != self.gripper.joint)
+
+
+@dataclass(frozen=True)
+class JointLimit:
+    lower: float
+    upper: float
+    velocity: float
+
+
+@dataclass(frozen=True)
+class SafetySpec:
+    enable_topic: str = "/hpt/enable"
+    require_enable: bool = True
+    #: fraction of each joint's velocity limit that one tick may use
+    max_velocity_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    mode: str = "temporal_ensemble"  # "temporal_ensemble" | "replan"
+    ensemble_coefficient: float = 0.01  # ACT: w_i = exp(-m * i), i = 0 the oldest chunk
+    replan_every: int = 4
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    backend: str = "torch"  # "torch" | "onnxruntime"
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    size: str = "small"
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    name: str
+    rate_hz: float
+    sensors: tuple[SensorSpec, ...]
+    stems: tuple[StemSpec, ...]
+    action: ActionSpec
+    limits: dict[str, JointLimit]
+    safety: SafetySpec = field(default_factory=SafetySpec)
+    execution: ExecutionSpec = field(default_factory=ExecutionSpec)
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    source: str = "<memory>"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- derived views -----------------------------------------------------
+    @property
+    def image_sensors(self) -> tuple[SensorSpec, ...]:
+        """Image sensors in view order."""
+        return tuple(sorted((s for s in self.sensors if s.is_image), key=lambda s: s.view or 0))
+
+    @property
+    def state_sensors(self) -> tuple[SensorSpec, ...]:
+        return tuple(s for s in self.sensors if not s.is_image)
+
+    @property
+    def state_joints(self) -> tuple[str, ...]:
+        return tuple(j for s in self.state_sensors for j in s.joints)
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_joints)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.image_sensors)
+
+    @property
+    def image_size(self) -> int:
+        for stem in self.stems:
+            if stem.modality == "image":
+                return stem.image_size
+        return 224
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+    def joint_limits_arrays(self, joints: tuple[str, ...]):
+        """(lower, upper, velocity) float64 arrays for ``joints`` in that order."""
+        import numpy as np
+
+        lower = np.array([self.limits[j].lower for j in joints], dtype=np.float64)
+        upper = np.array([self.limits[j].upper for j in joints], dtype=np.float64)
+        velocity = np.array([self.limits[j].velocity for j in joints], dtype=np.float64)
+        return lower, upper, velocity
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the canonical validated content (file paths and comments excluded)."""
+        text = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def summary(self) -> str:
+        lines = [f"robot {self.name!r} from {self.source}", f"  control rate {self.rate_hz:g} Hz"]
+        for s in self.sensors:
+            where = f"view {s.view}" if s.is_image else f"{len(s.joints)} joints ({s.field})"
+            lines.append(f"  sensor {s.name}: {s.topic} [{s.type}] -> stem {s.stem} {where}, max_age {s.max_age:g} s")
+        a = self.action
+        lines.append(
+            f"  action {a.kind}: dim {a.dim} x horizon {a.horizon} -> {a.command.topic} [{a.command.type}]"
+        )
+        if a.gripper:
+            lines.append(f"  gripper {a.gripper.joint} -> {a.gripper.topic} [{a.gripper.type}]")
+        e = self.execution
+        lines.append(
+            f"  execution {e.mode}"
+            + (f" (coefficient {e.ensemble_coefficient:g})" if e.mode == "temporal_ensemble" else f" (every {e.replan_every})")
+        )
+        lines.append(f"  engine {self.engine.backend} {self.engine.precision}; model size {self.model.size}")
+        lines.append(f"  enable topic {self.safety.enable_topic} (required: {self.safety.require_enable})")
+        lines.append(f"  spec hash {self.spec_hash[:16]}")
+        return "\n".join(lines)

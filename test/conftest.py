@@ -1,0 +1,40 @@
+"""Shared test fixtures: where ``../shared/fixtures`` is, and small robot specs.
+
+The fixtures (real bags from other tools, reference outputs of the official HPT code)
+live beside the project, not in it. In a user's clone they are absent and the tests
+that need them skip, saying so; under ``CI=true`` their absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def require_shared(*parts: str) -> pathlib.Path:
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the shared fixtures are missing: {path}")
+        pytest.skip(f"shared fixtures not found at {path} (they sit beside the development checkout)")
+    return path
+
+
+@pytest.fixture
+def hpt_fixtures() -> pathlib.Path:
+    return require_shared("hpt_official")
+
+
+@pytest.fixture
+def bag_fixtures() -> pathlib.Path:
+    return require_shared("bags")
+
+
+@pytest.fixture
+def franka_spec_path() -> pathlib.Path:
+    return ROOT / "config" / "robots" / "franka_fr3.yaml"
