@@ -1,0 +1,48 @@
+"""The middleware-free runtime: observation cache, chunk execution, safety, the control loop.
+
+Knows nothing of ROS: numpy arrays in (``ObservationCache.update``), command vectors out
+(``PolicyRuntime.tick``), time as floats on a clock the caller passes in.
+
+* ``observation`` - latest value per sensor with its receive time; ``Observation`` per tick.
+* ``chunking``    - ACT temporal ensembling or re-planning: chunks -> one action per tick.
+* ``safety``      - joint limits, step clamp, NaN rejection, enable gate, hold/resume events.
+* ``controller``  - ``PolicyRuntime``: one control tick, shared by the live node and replay.
+"""
+
+from .chunking import Executor, ReplanExecutor, TemporalEnsembler, make_executor
+from .controller import PolicyRuntime, RuntimeStats, TickResult
+from .errors import (
+    InvalidSensorError,
+    MissingSensorError,
+    NoActionError,
+    ObservationError,
+    RuntimeLayerError,
+    SensorDataError,
+    StaleSensorError,
+)
+from .observation import Observation, ObservationCache, resize_bilinear
+from .safety import CartesianLimits, SafetyEvent, SafetyFilter, SafetyResult
+
+__all__ = [
+    "CartesianLimits",
+    "Executor",
+    "InvalidSensorError",
+    "MissingSensorError",
+    "NoActionError",
+    "Observation",
+    "ObservationCache",
+    "ObservationError",
+    "PolicyRuntime",
+    "ReplanExecutor",
+    "RuntimeLayerError",
+    "RuntimeStats",
+    "SafetyEvent",
+    "SafetyFilter",
+    "SafetyResult",
+    "SensorDataError",
+    "StaleSensorError",
+    "TemporalEnsembler",
+    "TickResult",
+    "make_executor",
+    "resize_bilinear",
+]
