@@ -46,7 +46,7 @@ setup(
         "onnxruntime-gpu>=1.17",
         "safetensors>=0.4",
         "cyclonedds>=0.10.5",
-        "rosbags>=0.10",
+        "rosbags>=0.11,<0.12",
         "mcap>=1.1",
         "tqdm>=4.60",
         "matplotlib>=3.7",
