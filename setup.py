@@ -45,7 +45,7 @@ setup(
         "onnxscript>=0.1",
         "onnxruntime-gpu>=1.17",
         "safetensors>=0.4",
-        "cyclonedds>=0.10.5",
+        "cyclonedds>=0.10.5,<12",
         "rosbags>=0.11,<0.12",
         "mcap>=1.1",
         "tqdm>=4.60",

@@ -1,0 +1,232 @@
+"""The ``rclpy`` transport: a thin adapter from the transport interface to a real ROS 2 node.
+
+Targets ROS 2 Humble and Jazzy. This is the only module of the package that imports
+rclpy, and it does so inside functions, so importing it never needs ROS 2.
+
+Mapping:
+
+* one ``rclpy.node.Node``; constructor ``parameters`` become parameter overrides, and
+  :meth:`RclpyTransport.declare_parameter` declares with a ``ParameterDescriptor``
+  carrying the description (``ros2 param describe`` shows it); ``--ros-args -p`` works;
+* QoS: :class:`~hpt_ros.ros.transport.QoSProfile` -> ``rclpy.qos.QoSProfile`` (keep-last,
+  reliability, durability); ``QOS_SENSOR_DATA`` is rclpy's ``qos_profile_sensor_data``;
+* threading: a ``MultiThreadedExecutor``; all subscriptions share one
+  ``MutuallyExclusiveCallbackGroup`` (message callbacks run one at a time, as in the
+  ``dds`` transport) and each timer group (``"control"`` ...) has its own, so inference
+  in the control timer never blocks message callbacks;
+* clock: ``now()`` and timers use the node clock, so ``use_sim_time:=true`` (a parameter
+  override or ``--ros-args``) follows ``/clock``;
+* ``new_message`` via ``rosidl_runtime_py.utilities.get_message``; ``raw=True`` uses
+  rclpy's raw subscriptions (CDR bytes as rosbag2 stores them); ``publish`` accepts a
+  message or CDR bytes;
+* logging: records of ``self.logger`` (Python logging) are forwarded to the node's rclpy
+  logger, so they reach ``/rosout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .names import normalize_type_name
+from .transport import (
+    QOS_DEFAULT,
+    QOS_SENSOR_DATA,
+    Callback,
+    Durability,
+    Publisher,
+    QoSProfile,
+    Reliability,
+    Subscription,
+    Timer,
+    Transport,
+    TransportError,
+    validate_topic_name,
+)
+
+__all__ = ["RclpyTransport", "rclpy_qos"]
+
+
+def rclpy_qos(qos: QoSProfile) -> Any:
+    """The ``rclpy.qos.QoSProfile`` of a package QoS profile."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+    from rclpy.qos import QoSProfile as RosQoSProfile
+
+    if qos == QOS_SENSOR_DATA:
+        from rclpy.qos import qos_profile_sensor_data
+
+        return qos_profile_sensor_data
+    return RosQoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(qos.depth),
+        reliability=ReliabilityPolicy.RELIABLE if qos.reliability is Reliability.RELIABLE
+        else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.durability is Durability.TRANSIENT_LOCAL
+        else DurabilityPolicy.VOLATILE,
+    )
+
+
+class _RosLogHandler(logging.Handler):
+    """Forwards Python log records to an rclpy logger (and so to /rosout)."""
+
+    def __init__(self, ros_logger: Any):
+        super().__init__()
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._ros_logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self._ros_logger.warning(text)
+        elif record.levelno >= logging.INFO:
+            self._ros_logger.info(text)
+        else:
+            self._ros_logger.debug(text)
+
+
+class _RclpyPublisher(Publisher):
+    def __init__(self, topic: str, msg_type: str, publisher: Any):
+        self.topic = topic
+        self.msg_type = msg_type
+        self.publisher = publisher
+
+    def publish(self, msg: Any) -> None:
+        self.publisher.publish(bytes(msg) if isinstance(msg, (bytearray, memoryview)) else msg)
+
+
+class _RclpySubscription(Subscription):
+    def __init__(self, topic: str, msg_type: str, node: Any, subscription: Any):
+        self.topic = topic
+        self.msg_type = msg_type
+        self.subscription = subscription
+        self._node = node
+
+    def destroy(self) -> None:
+        self._node.destroy_subscription(self.subscription)
+
+
+class _RclpyTimer(Timer):
+    def __init__(self, node: Any, timer: Any):
+        self.timer = timer
+        self._node = node
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+class RclpyTransport(Transport):
+    """A ROS 2 node behind the transport interface (see the module docstring)."""
+
+    kind = "rclpy"
+
+    def __init__(self, node_name: str, parameters: dict[str, Any] | None = None, *, namespace: str = "",
+                 args: list[str] | None = None, num_threads: int | None = None):
+        super().__init__(node_name, parameters)
+        import rclpy
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+
+        self._owns_context = not rclpy.ok()
+        if self._owns_context:
+            rclpy.init(args=args)
+        overrides = [Parameter(name, value=value) for name, value in self._parameters.items()]
+        self.node = Node(node_name, namespace=namespace, parameter_overrides=overrides)
+        self._group_factory: Callable[[], Any] = MutuallyExclusiveCallbackGroup
+        self._message_group = MutuallyExclusiveCallbackGroup()
+        self._timer_groups: dict[str, Any] = {}
+        self._executor = MultiThreadedExecutor(num_threads=num_threads)
+        self._executor.add_node(self.node)
+        self._message_classes: dict[str, type] = {}
+        self._log_handler = _RosLogHandler(self.node.get_logger())
+        self.logger.addHandler(self._log_handler)
+        self.logger.propagate = False
+        self._shut_down = False
+
+    # -- messages ---------------------------------------------------------
+    def message_class(self, msg_type: str) -> type:
+        name = normalize_type_name(msg_type)
+        cls = self._message_classes.get(name)
+        if cls is None:
+            from rosidl_runtime_py.utilities import get_message
+
+            try:
+                cls = get_message(name)
+            except (AttributeError, ModuleNotFoundError, ValueError) as exc:
+                raise TransportError(
+                    f"message type {msg_type!r} is not available in this ROS 2 install: {exc}") from exc
+            self._message_classes[name] = cls
+        return cls
+
+    def new_message(self, msg_type: str) -> Any:
+        return self.message_class(msg_type)()
+
+    # -- graph ------------------------------------------------------------
+    def create_publisher(self, topic: str, msg_type: str, qos: QoSProfile = QOS_DEFAULT) -> Publisher:
+        validate_topic_name(topic)
+        publisher = self.node.create_publisher(self.message_class(msg_type), topic, rclpy_qos(qos))
+        return _RclpyPublisher(topic, normalize_type_name(msg_type), publisher)
+
+    def create_subscription(self, topic: str, msg_type: str, callback: Callback, qos: QoSProfile = QOS_DEFAULT, *,
+                            raw: bool = False) -> Subscription:
+        validate_topic_name(topic)
+        subscription = self.node.create_subscription(
+            self.message_class(msg_type), topic, callback, rclpy_qos(qos),
+            callback_group=self._message_group, raw=raw)
+        return _RclpySubscription(topic, normalize_type_name(msg_type), self.node, subscription)
+
+    def create_timer(self, period_s: float, callback: Callable[[], None], *, group: str = "control") -> Timer:
+        callback_group = self._timer_groups.get(group)
+        if callback_group is None:
+            callback_group = self._timer_groups[group] = self._group_factory()
+        return _RclpyTimer(self.node, self.node.create_timer(float(period_s), callback, callback_group=callback_group))
+
+    # -- clock ------------------------------------------------------------
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    # -- parameters -------------------------------------------------------
+    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        if self.node.has_parameter(name):
+            value = self.node.get_parameter(name).value
+        else:
+            value = self.node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+        self._parameters[name] = value
+        return value
+
+    # -- life cycle -------------------------------------------------------
+    def spin(self, duration_s: float | None = None, until: Callable[[], bool] | None = None) -> None:
+        """Run callbacks until shutdown, ``duration_s`` wall-clock seconds, or ``until()``."""
+        import rclpy
+
+        deadline = None if duration_s is None else time.monotonic() + float(duration_s)
+        while not self._shut_down and rclpy.ok(context=self.node.context):
+            if until is not None and until():
+                return
+            timeout = 0.05
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
+                timeout = min(timeout, 0.05)
+            self._executor.spin_once(timeout_sec=timeout)
+
+    def shutdown(self) -> None:
+        """Destroy the node (and the rclpy context if this transport created it). Idempotent."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        import rclpy
+
+        self.logger.removeHandler(self._log_handler)
+        self.logger.propagate = True
+        self._executor.shutdown()
+        self.node.destroy_node()
+        if self._owns_context:
+            rclpy.try_shutdown()

@@ -1,0 +1,85 @@
+"""The package's Cyclone DDS configuration keeps all DDS traffic on loopback.
+
+Checked on a real participant pair: Cyclone's own trace shows the interfaces it selected
+and the destination of every packet it sent.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hpt_ros.ros.dds_config import CYCLONEDDS_URI, ensure_dds_config, loopback_config_xml
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NS = {"c": "https://cdds.io/config"}
+
+
+def test_loopback_config_content() -> None:
+    root = ET.fromstring(loopback_config_xml())
+    general = root.find("c:Domain/c:General", NS)
+    interface = general.find("c:Interfaces/c:NetworkInterface", NS)
+    assert interface.get("address") == "127.0.0.1" and interface.get("multicast") == "false"
+    assert general.find("c:AllowMulticast", NS).text == "false"
+    discovery = root.find("c:Domain/c:Discovery", NS)
+    assert discovery.find("c:ParticipantIndex", NS).text == "auto"
+    assert int(discovery.find("c:MaxAutoParticipantIndex", NS).text) >= 100
+    assert [p.get("address") for p in discovery.findall("c:Peers/c:Peer", NS)] == ["127.0.0.1"]
+
+
+def test_ensure_dds_config_sets_loopback_only_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CYCLONEDDS_URI, raising=False)
+    assert ensure_dds_config() == loopback_config_xml() == os.environ[CYCLONEDDS_URI]
+    monkeypatch.setenv(CYCLONEDDS_URI, "file:///etc/robot/cyclonedds.xml")
+    assert ensure_dds_config() == "file:///etc/robot/cyclonedds.xml"
+    assert os.environ[CYCLONEDDS_URI] == "file:///etc/robot/cyclonedds.xml"
+    monkeypatch.setenv(CYCLONEDDS_URI, "  ")
+    assert ensure_dds_config() == loopback_config_xml()
+
+
+CHILD = """
+import sys
+from hpt_ros.ros.dds import DdsTransport
+got = []
+sub = DdsTransport("trace_sub")
+sub.create_subscription("/trace_check", "std_msgs/msg/String", lambda m: got.append(m.data))
+pub = DdsTransport("trace_pub")
+p = pub.create_publisher("/trace_check", "std_msgs/msg/String")
+msg = pub.new_message("std_msgs/msg/String")
+msg.data = "on loopback"
+for _ in range(40):
+    p.publish(msg)
+    sub.spin(duration_s=0.05)
+    if got:
+        break
+pub.shutdown()
+sub.shutdown()
+print("GOT", got[:1])
+"""
+
+
+def test_dds_traffic_stays_on_loopback(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("cyclonedds")
+    trace = tmp_path / "cyclonedds.log"
+    tracing = (f"<CycloneDDS><Domain><Tracing><Verbosity>finest</Verbosity><OutputFile>{trace}</OutputFile>"
+               "</Tracing></Domain></CycloneDDS>")
+    env = dict(os.environ, CYCLONEDDS_URI=loopback_config_xml() + "," + tracing,
+               ROS_DOMAIN_ID=str(100 + os.getpid() % 100), PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "GOT ['on loopback']" in result.stdout
+    log = trace.read_text()
+    assert re.search(r"selected interfaces: lo \(", log), "Cyclone selected an interface other than lo"
+    assert "ownip: udp/127.0.0.1" in log
+    destinations = re.findall(r"ddsi_xpack_send \d+:.*\[ (.*?) \]", log)
+    assert destinations, "no packet was traced"
+    for destination in destinations:
+        for locator in destination.split():
+            assert locator.startswith("udp/127.0.0.1:"), f"a packet went to {locator}"
