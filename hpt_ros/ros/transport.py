@@ -75,7 +75,9 @@ class Publisher(abc.ABC):
     msg_type: str
 
     @abc.abstractmethod
-    def publish(self, msg: Any) -> None: ...
+    def publish(self, msg: Any) -> None:
+        """Send a message of the transport's kind, any object with the ROS 2 field
+        names, or CDR bytes (with the 4-byte encapsulation header)."""
 
 
 class Subscription(abc.ABC):
@@ -144,9 +146,17 @@ class Transport(abc.ABC):
         return self._parameters.setdefault(name, default)
 
     # -- life cycle -------------------------------------------------------
+    @property
+    def is_shut_down(self) -> bool:
+        """True once ``shutdown()`` was called."""
+        return False
+
     @abc.abstractmethod
     def spin(self, duration_s: float | None = None, until: Callable[[], bool] | None = None) -> None:
-        """Run callbacks until shutdown, ``duration_s`` elapsed, or ``until()``."""
+        """Run callbacks until shutdown, ``duration_s`` elapsed, or ``until()``.
+
+        Callbacks run only while spinning; an exception raised in one stops the spin and
+        is raised again here (as rclpy does)."""
 
     @abc.abstractmethod
     def shutdown(self) -> None: ...
