@@ -54,9 +54,10 @@ import collections
 import heapq
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import SerializationError
 from .names import normalize_type_name
@@ -119,7 +120,7 @@ class ReplayStats:
 # -- graph entities ----------------------------------------------------------------------------
 
 class _ReplaySubscription(Subscription):
-    def __init__(self, transport: "ReplayTransport", topic: str, msg_type: str, callback: Callback,
+    def __init__(self, transport: ReplayTransport, topic: str, msg_type: str, callback: Callback,
                  qos: QoSProfile, raw: bool):  # fmt: skip
         self.topic = topic
         self.msg_type = msg_type
@@ -135,7 +136,7 @@ class _ReplaySubscription(Subscription):
 
 
 class _ReplayPublisher(Publisher):
-    def __init__(self, transport: "ReplayTransport", topic: str, msg_type: str, qos: QoSProfile):
+    def __init__(self, transport: ReplayTransport, topic: str, msg_type: str, qos: QoSProfile):
         self.topic = topic
         self.msg_type = msg_type
         self.qos = qos
@@ -147,7 +148,7 @@ class _ReplayPublisher(Publisher):
 
 
 class _ReplayTimer(Timer):
-    def __init__(self, transport: "ReplayTransport", period_ns: int, callback: Callable[[], None], group: str):
+    def __init__(self, transport: ReplayTransport, period_ns: int, callback: Callable[[], None], group: str):
         self.period_ns = period_ns
         self.callback = callback
         self.group = group
@@ -183,6 +184,7 @@ class BagFeed:
         self.end_ns = int(reader.end_ns) + offset_ns
         self.delivered = 0
         self.exhausted = False
+        self.owner: Any = None
         self._iterator: Iterator[Any] = iter(reader.messages(topics)) if topics else iter(())
         self._checked: set[tuple[int, str]] = set()
 
@@ -231,7 +233,7 @@ class _World:
         self.record_all = record is True
         self.record_topics = set() if isinstance(record, bool) else {validate_topic_name(t) for t in record}
         self.stats = ReplayStats()
-        self.running: "ReplayTransport | None" = None
+        self.running: ReplayTransport | None = None
         self.stop_requested = False
 
     # -- clock -------------------------------------------------------------------
@@ -334,7 +336,7 @@ class ReplayTransport(Transport):
         self._timers: list[_ReplayTimer] = []
         self._shut_down = False
 
-    def sibling(self, node_name: str, parameters: dict[str, Any] | None = None) -> "ReplayTransport":
+    def sibling(self, node_name: str, parameters: dict[str, Any] | None = None) -> ReplayTransport:
         """Another node on the same clock and topics (its own name, parameters, subscriptions)."""
         return ReplayTransport(node_name, parameters, distro=self.distro, _world=self._world)
 
@@ -356,7 +358,8 @@ class ReplayTransport(Transport):
     def feeds(self) -> list[BagFeed]:
         return list(self._world.feeds)
 
-    def feed_bag(self, reader: Any, topics: Iterable[str] | None = None, time_offset: float = 0.0) -> BagFeed:
+    def feed_bag(self, reader: Any, topics: Iterable[str] | None = None, time_offset: float = 0.0, *,
+                 offset_ns: int | None = None) -> BagFeed:
         """Merge the messages of a bag into the replay.
 
         ``reader``: a :class:`hpt_ros.data.BagReader` (left open; close it yourself) or a
@@ -364,7 +367,8 @@ class ReplayTransport(Transport):
         ``topics``: the topics to feed (default: all; one that is not in the bag raises
         ``BagTopicError`` naming it). ``time_offset`` [s] is added to every timestamp: 0.0
         keeps bag time (``use_sim_time`` semantics). A bag that would start before the
-        current simulated time raises ``TransportError`` (give an offset).
+        current simulated time raises ``TransportError`` (give an offset). ``offset_ns``: the
+        offset in integer nanoseconds (exact), instead of ``time_offset``.
         """
         self._check_open("feed_bag")
         owned = False
@@ -380,7 +384,9 @@ class ReplayTransport(Transport):
                 from hpt_ros.data.errors import BagTopicError
 
                 raise BagTopicError(reader.path, f"not in the bag; topics: {sorted(known)}", topic=missing[0])
-            feed = BagFeed(reader, wanted, _to_ns(time_offset, "time_offset"), owned)
+            offset = int(offset_ns) if offset_ns is not None else _to_ns(time_offset, "time_offset")
+            feed = BagFeed(reader, wanted, offset, owned)
+            feed.owner = self
             world = self._world
             if world.started and reader.message_count and feed.start_ns < world.now_ns:
                 raise TransportError(
@@ -436,8 +442,7 @@ class ReplayTransport(Transport):
                 if end_ns is not None and t_ns > end_ns:
                     break
                 _, _, _, action = heapq.heappop(heap)
-                if t_ns > world.now_ns:
-                    world.now_ns = t_ns
+                world.now_ns = max(world.now_ns, t_ns)
                 action()
                 if stop is not None and stop():
                     stopped = True
@@ -537,6 +542,9 @@ class ReplayTransport(Transport):
             world.remove_subscription(sub)
         for timer in self._timers:
             timer.cancel()
+        for feed in world.feeds:
+            if feed.owner is self:
+                feed.close()  # bags opened here are closed; a caller's reader stays open
         self._subscriptions.clear()
         self._timers.clear()
         if world.running is not None:
@@ -647,7 +655,7 @@ def _serialize(msg: Any, msg_type: str, distro: str, topic: str) -> bytes:
 
     try:
         return bytes(distro_typestore(distro).serialize_cdr(msg, normalize_type_name(msg_type)))
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds
+    except Exception as exc:
         raise TransportError(f"{topic} [{msg_type}]: cannot serialise for a raw subscriber: {exc}") from exc
 
 
@@ -661,7 +669,7 @@ def _deserialize(data: bytes, msg_type: str, distro: str, topic: str) -> Any:
 
     try:
         return distro_typestore(distro).deserialize_cdr(data, normalize_type_name(msg_type))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TransportError(f"{topic} [{msg_type}]: cannot decode published CDR bytes: {exc}") from exc
 
 
