@@ -63,6 +63,7 @@ setup(
             "policy_node = hpt_ros.nodes.policy_node:main",
             "teleop_recorder = hpt_ros.nodes.teleop_recorder:main",
             "fake_robot = hpt_ros.nodes.fake_robot:main",
+            "scripted_teleop = hpt_ros.nodes.scripted_teleop:main",
             "replay_eval = hpt_ros.evaluate.cli:main",
         ],
     },

@@ -52,6 +52,7 @@ _SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("policy", "run the policy node over DDS (no ROS 2 install needed)", "hpt_ros.nodes.policy_node"),
     ("fake-robot", "run the fake Franka FR3 (joint states + two cameras) over DDS", "hpt_ros.nodes.fake_robot"),
     ("record", "record teleoperated episodes into rosbag2 (mcap)", "hpt_ros.nodes.teleop_recorder"),
+    ("teleop", "scripted teleoperator for the fake robot (demonstrations with no human)", "hpt_ros.nodes.scripted_teleop"),
     ("export-onnx", "export a checkpoint's whole policy to one ONNX file", "hpt_ros.engine.export"),
     ("eval", "replay-evaluate a policy on recorded bags", "hpt_ros.evaluate.cli"),
     ("train", "fine-tune stems and head over a pretrained HPT trunk", "hpt_ros.train.cli"),

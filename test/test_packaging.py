@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 
-EXECUTABLES = ("policy_node", "teleop_recorder", "fake_robot", "hpt-ros")
+EXECUTABLES = ("policy_node", "teleop_recorder", "fake_robot", "scripted_teleop", "replay_eval", "hpt-ros")
 _SKIP = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "__pycache__", "*.egg-info", ".pytest_cache")
 
 

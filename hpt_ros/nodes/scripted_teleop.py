@@ -1,0 +1,217 @@
+"""scripted_teleop: a teleoperator with no human, for recording demonstrations on the fake robot.
+
+    python -m hpt_ros.nodes.scripted_teleop --robot franka_fr3 --seed 0 --episode 0
+    (``hpt-ros teleop ...`` once the dispatcher lists it; ``ros2 run hpt_ros scripted_teleop``
+    once setup.py lists ``scripted_teleop = hpt_ros.nodes.scripted_teleop:main``)
+
+Subscribes to the spec's JointState topic and, at the spec's control rate, follows
+:class:`~hpt_ros.sim.teleop.ScriptedTeleoperator` — the hand moves over the dog bowl it
+"sees" (the episode's scene) and opens the gripper, with Gaussian noise on the arm
+targets — publishing what a person's teleop rig would: the spec's command (a one-point
+JointTrajectory on the command topic, or Float64MultiArray / JointState) and the gripper
+target (Float64MultiArray ``[finger]``) on the gripper topic.
+
+``/fake_robot/reset`` (std_msgs/Float64MultiArray ``[episode]``) starts over with that
+episode's scene: the same ``seed``, ``episode`` and ``task`` parameters as the fake robot
+give the same bowl. After a reset it waits ``reset_hold_s`` for joint states of the
+reset arm before commanding again (a command computed from a pre-reset pose would pull
+the arm back).
+
+Like a person watching the recorder's indicator, it moves only while the teleop
+recorder says it is recording (``/hpt_recorder/status``, ``follow_recorder``), so every
+episode starts from the reset pose; with no recorder running it moves right away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+
+from hpt_ros.ros import messages
+from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, Transport
+from hpt_ros.sim.scene import FeedDogScene
+from hpt_ros.sim.teleop import ScriptedTeleoperator
+from hpt_ros.spec import RobotSpec, load_spec
+
+from .fake_robot import RESET_TOPIC, load_task
+
+__all__ = ["RECORDER_STATUS_TOPIC", "ScriptedTeleopNode", "cli", "main"]
+
+#: the teleop recorder's latched status (hpt_ros.nodes.teleop_recorder.STATUS_TOPIC)
+RECORDER_STATUS_TOPIC = "/hpt_recorder/status"
+
+
+class ScriptedTeleopNode:
+    """ScriptedTeleoperator on a transport: joint states in, the spec's commands out."""
+
+    def __init__(self, transport: Transport, spec: RobotSpec | None = None):
+        self.transport = transport
+        self.log = transport.logger
+        p = transport.declare_parameter
+        spec = spec if spec is not None else load_spec(p("robot_config", "franka_fr3", "robot spec YAML or name"))
+        self.spec = spec
+        self.task = load_task(str(p("task", "feed_dog", "task YAML or name in config/tasks")))
+        self.seed = int(p("seed", 0, "scene seed (the fake robot's)"))
+        episode = int(p("episode", 0, "first episode index (the fake robot's)"))
+        self.noise = float(p("noise", 0.002, "Gaussian noise on the arm targets [rad]"))
+        rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
+        self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
+        self.follow_recorder = _as_bool(p("follow_recorder", True, "move only while the recorder records"))
+        status_topic = str(p("recorder_status_topic", RECORDER_STATUS_TOPIC, "the recorder's status topic"))
+        self.rate_hz = rate_hz if rate_hz > 0 else spec.rate_hz
+        action = spec.action
+        if action.kind != "joint_position":
+            raise ValueError(f"{spec.source}: the scripted teleoperator produces joint targets; "
+                             f"action.kind {action.kind!r} is not supported")
+        if action.gripper is None:
+            raise ValueError(f"{spec.source}: the scripted teleoperator needs action.gripper (the finger target)")
+        self.arm_joints = tuple(action.arm_joints)
+        self._read_joints = list(self.arm_joints) + [action.gripper.joint]
+        self._state_topic = spec.state_sensors[0].topic
+        lower, upper, velocity = spec.joint_limits_arrays(self.arm_joints)
+        self._limits = {"lower": lower, "upper": upper, "velocity": velocity}
+        self._lock = threading.Lock()
+        self._q: np.ndarray | None = None
+        self._resume_at = 0.0
+        self.recorder_state: str | None = None  # None: no recorder seen
+        self.episode = episode
+        self.teleop = self._make_teleop(episode)
+        self.commands_sent = 0
+
+        self._command_pub = transport.create_publisher(action.command.topic, action.command.type, QOS_DEFAULT)
+        self._gripper_pub = transport.create_publisher(action.gripper.topic, action.gripper.type, QOS_DEFAULT)
+        transport.create_subscription(self._state_topic, "sensor_msgs/msg/JointState", self._on_joint_state,
+                                      QOS_DEFAULT)
+        transport.create_subscription(RESET_TOPIC, "std_msgs/msg/Float64MultiArray", self._on_reset, QOS_DEFAULT)
+        if self.follow_recorder:
+            transport.create_subscription(status_topic, "std_msgs/msg/String", self._on_recorder_status, QOS_LATCHED)
+        transport.create_timer(1.0 / self.rate_hz, self._on_tick, group="teleop")
+        self.log.info("scripted teleoperator: %s at %g Hz -> %s + %s, episode %d, bowl at %s", spec.name,
+                      self.rate_hz, action.command.topic, action.gripper.topic, episode,
+                      np.round(self.teleop.scene.target_position, 3).tolist())
+
+    def _make_teleop(self, episode: int) -> ScriptedTeleoperator:
+        scene = FeedDogScene.from_task(self.task, self.seed, episode)
+        return ScriptedTeleoperator(
+            scene, self.arm_joints, rng=np.random.default_rng([self.seed, episode, 7]), noise=self.noise,
+            rate_hz=self.rate_hz, max_velocity_fraction=self.spec.safety.max_velocity_fraction, **self._limits)
+
+    # -- callbacks -----------------------------------------------------------------------------
+    def _on_joint_state(self, msg: Any) -> None:
+        try:
+            q = messages.joint_state_to_array(msg, self._read_joints, topic=self._state_topic)
+        except messages.MessageConversionError:
+            return  # some other joints on the topic
+        with self._lock:
+            self._q = q
+
+    def _on_reset(self, msg: Any) -> None:
+        data = list(msg.data)
+        episode = int(data[0]) if data else self.episode + 1
+        teleop = self._make_teleop(episode)
+        with self._lock:
+            self.teleop, self.episode, self._q = teleop, episode, None
+            self._resume_at = self.transport.now() + self.reset_hold_s
+        self.log.info("episode %d: bowl at %s", episode, np.round(teleop.scene.target_position, 3).tolist())
+
+    def _on_recorder_status(self, msg: Any) -> None:
+        try:
+            state = json.loads(str(msg.data)).get("state")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(state, str):
+            self.recorder_state = state
+
+    def _on_tick(self) -> None:
+        now = self.transport.now()
+        with self._lock:
+            q, teleop = self._q, self.teleop
+            if q is None or now < self._resume_at:
+                return
+            if self.recorder_state not in (None, "recording"):
+                return  # a recorder is running but not recording: hold, like an operator waiting
+            target = teleop.next_target(q)
+        self._publish(target[:7], float(target[7]), now)
+
+    def _publish(self, arm: np.ndarray, finger: float, stamp: float) -> None:
+        action, t = self.spec.action, self.transport
+        msg = t.new_message(action.command.type)
+        topic = action.command.topic
+        if action.command.type.endswith("JointTrajectory"):
+            reach = action.time_from_start or 1.0 / self.rate_hz
+            messages.fill_joint_trajectory(msg, self.arm_joints, arm, stamp, reach, topic=topic)
+        elif action.command.type.endswith("Float64MultiArray"):
+            messages.fill_float64_multi_array(msg, arm, topic=topic)
+        else:
+            messages.fill_joint_state(msg, self.arm_joints, arm, stamp_s=stamp, topic=topic)
+        self._command_pub.publish(msg)
+        assert action.gripper is not None
+        g = t.new_message(action.gripper.type)
+        if action.gripper.type.endswith("Float64MultiArray"):
+            messages.fill_float64_multi_array(g, [finger], topic=action.gripper.topic)
+        else:
+            messages.fill_joint_state(g, [action.gripper.joint], [finger], stamp_s=stamp, topic=action.gripper.topic)
+        self._gripper_pub.publish(g)
+        self.commands_sent += 1
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run hpt_ros scripted_teleop`` (rclpy transport)."""
+    from hpt_ros.ros import make_transport
+
+    transport = make_transport("rclpy", "scripted_teleop", args=args)
+    try:
+        ScriptedTeleopNode(transport)
+        transport.spin()
+    finally:
+        transport.shutdown()
+
+
+def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
+    """``hpt-ros teleop`` (dds transport)."""
+    from hpt_ros.ros import make_transport
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Scripted teleoperator for the fake robot over DDS: follows the episode's scene, "
+                               "publishes the spec's commands.")
+    parser.add_argument("--robot", default="franka_fr3", help="robot spec YAML or shipped name")
+    parser.add_argument("--task", default="feed_dog", help="task YAML or name (as given to the fake robot)")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed (as given to the fake robot)")
+    parser.add_argument("--episode", type=int, default=0, help="first episode (as given to the fake robot)")
+    parser.add_argument("--noise", type=float, default=0.002, help="noise on arm targets [rad] (default 0.002)")
+    parser.add_argument("--rate-hz", type=float, default=0.0, help="command rate (default: the spec's)")
+    parser.add_argument("--no-follow-recorder", action="store_true",
+                        help="move even while a teleop recorder is running but not recording")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+    parameters = {"robot_config": args.robot, "task": args.task, "seed": args.seed, "episode": args.episode,
+                  "noise": args.noise, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
+    transport = make_transport("dds", "scripted_teleop", parameters=parameters)
+    try:
+        ScriptedTeleopNode(transport)
+        transport.spin(duration_s=args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        transport.shutdown()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    sys.exit(cli(sys.argv[1:], prog="python -m hpt_ros.nodes.scripted_teleop"))

@@ -1,0 +1,170 @@
+"""The teleop recorder on the ``replay`` transport (simulated time, no middleware), and its parts.
+
+* The same nodes as live — fake FR3, scripted teleoperator, recorder — run in one process
+  on sibling replay transports: auto mode records two episodes with resets, and the bags
+  carry simulated time (the transport's clock, not the wall clock).
+* Re-recording a bag through a replay gives byte-identical messages at identical
+  timestamps: raw subscriptions, no deserialise/serialise round trip.
+* Settings (action sources, QoS per topic, extra topics) and the helpers (header stamps,
+  output-folder checks, commands) behave as documented.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hpt_ros.data import BagWriteError, InsufficientSpaceError, list_episodes, open_bag
+from hpt_ros.nodes.recorder_console import KEYS
+from hpt_ros.nodes.recorder_topics import header_stamp_ns, recorded_topics
+from hpt_ros.nodes.teleop_recorder import TeleopRecorder, check_output_dir
+from hpt_ros.ros.replay import ReplayTransport
+from hpt_ros.ros.transport import Reliability
+from hpt_ros.spec import load_spec
+
+SPEC = load_spec("franka_fr3")
+START = 1000.0
+
+
+def recorder_params(out: Path, **extra: object) -> dict[str, object]:
+    return {"output_dir": str(out), "keyboard": False, "min_free_gb": 0.01, "fsync": False, "status_period_s": 0.0,
+            **extra}
+
+
+def test_auto_mode_in_simulated_time(tmp_path: Path) -> None:
+    from hpt_ros.nodes.fake_robot import FakeRobot
+    from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
+
+    world = ReplayTransport("fake_robot", {"width": 64, "height": 48, "joint_state_rate_hz": 200.0},
+                            start_time=START, record=False)
+    FakeRobot(world, SPEC)
+    teleop = ScriptedTeleopNode(world.sibling("scripted_teleop"), SPEC)
+    recorder = TeleopRecorder(world.sibling("teleop_recorder", recorder_params(
+        tmp_path, episodes=2, episode_duration_s=2.0, reset_robot=True, reset_settle_s=0.5)), SPEC)
+    end = world.run(until=START + 60, stop=lambda: recorder.finished)
+    assert recorder.close() == 0
+    assert recorder.finished and len(recorder.saved) == 2 and end < START + 10
+    assert teleop.episode == 1  # reset to each episode's scene
+
+    for k, info in enumerate(list_episodes(tmp_path)):
+        assert info.complete and info.episode_index == k and info.metadata["transport"] == "replay"
+        counts = info.message_counts
+        # a perfect executor in simulated time: exact rates
+        assert counts["/joint_states"] in (400, 401) and counts["/wrist_camera/color/image_raw"] in (60, 61)
+        assert counts[SPEC.action.command.topic] in (30, 31) and counts[SPEC.action.gripper.topic] in (30, 31)
+        with open_bag(info.path) as bag:
+            stamps = [m.timestamp_ns for m in bag.messages()]
+            # bag time is the transport's (simulated) clock
+            assert START * 1e9 <= min(stamps) and max(stamps) - min(stamps) <= 2.0e9
+            first = next(msg for _, _, _, msg in bag.decoded_messages(["/joint_states"]))
+        ready = np.array([0.0, -np.pi / 4, 0.0, -3 * np.pi / 4, 0.0, np.pi / 2, np.pi / 4])
+        assert np.abs(np.asarray(first.position[:7]) - ready).max() < 1e-6  # starts from the reset pose
+
+
+def test_rerecording_a_bag_keeps_bytes_and_timestamps(tmp_path: Path) -> None:
+    from hpt_ros.nodes.fake_robot import FakeRobot
+    from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
+
+    world = ReplayTransport("fake_robot", {"width": 32, "height": 24}, start_time=START, record=False)
+    FakeRobot(world, SPEC)
+    ScriptedTeleopNode(world.sibling("scripted_teleop", {"follow_recorder": False}), SPEC)
+    first = TeleopRecorder(world.sibling("teleop_recorder", recorder_params(tmp_path / "a")), SPEC)
+    first.command("start")
+    world.run(until=START + 1.5)
+    first.command("save")
+    world.run(until=START + 1.6)
+    assert first.close() == 0
+    (original,) = list_episodes(tmp_path / "a")
+
+    replay = ReplayTransport("teleop_recorder", recorder_params(tmp_path / "b"), record=False)
+    again = TeleopRecorder(replay, SPEC)
+    again.command("start")
+    replay.feed_bag(original.path)
+    replay.run()
+    assert again.close("end of bag") == 0
+    (copy,) = list_episodes(tmp_path / "b")
+    assert copy.metadata["ended_by"] == "end of bag"
+
+    def messages(path: Path) -> set[tuple[str, int, bytes]]:
+        with open_bag(path) as bag:
+            return {(m.topic, m.timestamp_ns, bytes(m.rawdata)) for m in bag.messages()}
+
+    before, after = messages(original.path), messages(copy.path)
+    assert after and after <= before
+    # all but what came before the recorder's first control tick (it starts the episode)
+    missing = before - after
+    assert max(ts for _, ts, _ in missing) - min(ts for _, ts, _ in before) < 0.06e9 if missing else True
+    assert len(after) > 0.9 * len(before)
+
+
+def test_recorded_topics_by_action_source() -> None:
+    topics = recorded_topics(SPEC)
+    assert [(t.topic, t.role) for t in topics] == [
+        ("/wrist_camera/color/image_raw", "sensor"), ("/third_person_camera/color/image_raw", "sensor"),
+        ("/joint_states", "sensor"), (SPEC.action.command.topic, "action"),
+        (SPEC.action.gripper.topic, "action_gripper")]
+    qos = {t.topic: t.qos.reliability for t in topics}
+    assert qos["/wrist_camera/color/image_raw"] is Reliability.BEST_EFFORT  # cameras publish best effort
+    assert qos["/joint_states"] is Reliability.RELIABLE
+    assert all(t.stamped for t in topics if t.role != "action_gripper")
+
+    leader = recorded_topics(SPEC, action_source="joint_state", best_effort_topics=["/leader/joint_states"])
+    assert [(t.topic, t.type, t.best_effort) for t in leader if t.role.startswith("action")] == [
+        ("/leader/joint_states", "sensor_msgs/msg/JointState", True)]
+    mouse = recorded_topics(SPEC, action_source="twist", action_gripper_topic="/spacemouse/gripper",
+                            extra_topics=["/tf:tf2_msgs/msg/TFMessage"])
+    assert [(t.topic, t.type) for t in mouse if t.role != "sensor"] == [
+        ("/spacemouse/twist", "geometry_msgs/msg/TwistStamped"),
+        ("/spacemouse/gripper", "std_msgs/msg/Float64MultiArray"), ("/tf", "tf2_msgs/msg/TFMessage")]
+    vr = recorded_topics(SPEC, action_source="pose", action_topic="/quest/right", action_gripper_topic="none")
+    assert [t.topic for t in vr if t.role != "sensor"] == ["/quest/right"]
+    assert len(recorded_topics(SPEC, action_gripper_topic="none")) == 4
+    for bad in ({"action_source": "joystick"}, {"extra_topics": ["/tf"]}, {"action_topic": "relative"},
+                {"extra_topics": ["/joint_states:std_msgs/msg/String"]}):
+        with pytest.raises(ValueError):
+            recorded_topics(SPEC, **bad)  # type: ignore[arg-type]
+
+
+def test_header_stamp_from_cdr_bytes() -> None:
+    from hpt_ros.ros import messages
+    from hpt_ros.ros.dds import serialize
+    from hpt_ros.ros.idl import MESSAGE_TYPES
+
+    msg = MESSAGE_TYPES["sensor_msgs/msg/JointState"]()
+    messages.fill_joint_state(msg, ["a"], [1.0], stamp_s=1234.5)
+    assert header_stamp_ns(serialize(msg)) == 1234_500_000_000
+    big_endian = b"\x00\x00\x00\x00" + struct.pack(">iI", 7, 9)
+    assert header_stamp_ns(big_endian) == 7_000_000_009 and header_stamp_ns(b"\x00\x01") == 0
+
+
+def test_output_dir_checks(tmp_path: Path) -> None:
+    assert check_output_dir(tmp_path / "a" / "b", 0) == (tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BagWriteError, match="not a directory"):
+        check_output_dir(tmp_path / "file" / "demos", 0)
+    with pytest.raises(InsufficientSpaceError, match="min_free_gb"):
+        check_output_dir(tmp_path / "c", 1 << 62)
+    assert not (tmp_path / "c").exists()
+
+
+def test_keys_and_commands(tmp_path: Path) -> None:
+    assert {KEYS[k] for k in "s\n fdrq"} == {"start", "save", "save_failure", "discard", "restart", "quit"}
+    world = ReplayTransport("teleop_recorder", recorder_params(tmp_path), start_time=START,
+                            record=["/hpt_recorder/status"])
+    rec = TeleopRecorder(world, SPEC)
+    for word in ("save", "discard", "bogus", "note first take", "start", "start", "restart"):
+        rec.command(word)
+    world.run(until=START + 0.2)
+    assert rec.state == "recording" and rec.discarded == 1 and rec.episode is not None
+    assert "unknown command" not in rec.last_event
+    rec.command("save_failure")
+    rec.command("quit")
+    world.run(until=START + 0.4)
+    assert rec.finished and rec.close() == 0
+    (info,) = list_episodes(tmp_path)
+    assert info.success is False and info.episode_index == 0
+    assert info.notes is None or info.notes == ""  # the note went to the discarded first take
+    assert '"state": "done"' in world.published_on("/hpt_recorder/status")[-1].msg.data
