@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_shared
 import yaml
 
 from hpt_ros.engine.base import Engine
@@ -23,19 +24,13 @@ from hpt_ros.ros.idl import MESSAGE_TYPES
 from hpt_ros.ros.replay import ReplayTransport
 from hpt_ros.spec import load_spec, parse_spec
 
-BAGS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "bags"
 SPEC_PATH = pathlib.Path(__file__).resolve().parents[1] / "config" / "robots" / "franka_fr3.yaml"
 TALKERS = ["rosbag2_mcap_talker", "rosbag2_sqlite3_talker"]
 RS = ["rosbags_rs_test_bag_mcap", "rosbags_rs_test_bag_sqlite3"]
 
 
 def bag_path(name: str) -> pathlib.Path:
-    path = BAGS / name
-    if not path.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"fixture bag {path} is missing (CI must provide ../shared/fixtures/bags)")
-        pytest.skip(f"fixture bag {path} is not available")
-    return path
+    return require_shared("bags", name)
 
 
 class NeverEngine(Engine):

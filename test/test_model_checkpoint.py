@@ -7,6 +7,7 @@ import os
 import pathlib
 
 import pytest
+from conftest import require_shared
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -24,16 +25,10 @@ from hpt_ros.model import (
     save_checkpoint,
 )
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def fixtures_dir() -> pathlib.Path:
-    d = SHARED / "fixtures" / "hpt_official"
-    if not d.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but fixtures missing at {d}")
-        pytest.skip(f"shared fixtures not found at {d} (only present in the development checkout)")
-    return d
+    return require_shared("hpt_official")
 
 
 def small_config(**changes) -> HPTConfig:

@@ -27,6 +27,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import require_shared
 import torch
 import yaml
 
@@ -38,17 +39,11 @@ from hpt_ros.model import (
     sinusoid_table,
 )
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 ATOL = 1e-5
 
 
 def fixtures_dir() -> pathlib.Path:
-    d = SHARED / "fixtures" / "hpt_official"
-    if not d.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but fixtures missing at {d}")
-        pytest.skip(f"shared fixtures not found at {d} (only present in the development checkout)")
-    return d
+    return require_shared("hpt_official")
 
 
 def write_official_dir(folder: pathlib.Path, state: dict, fixtures: pathlib.Path) -> pathlib.Path:

@@ -12,6 +12,7 @@ import os
 import pathlib
 
 import pytest
+from conftest import require_shared
 import torch
 
 from hpt_ros.model import (
@@ -25,16 +26,10 @@ from hpt_ros.model import (
     trunk_sha256,
 )
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def fixtures_dir() -> pathlib.Path:
-    d = SHARED / "fixtures" / "hpt_official"
-    if not d.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but fixtures missing at {d}")
-        pytest.skip(f"shared fixtures not found at {d} (only present in the development checkout)")
-    return d
+    return require_shared("hpt_official")
 
 
 @pytest.fixture(scope="module")

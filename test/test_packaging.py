@@ -53,7 +53,9 @@ def test_rclpy_is_imported_in_one_module_only():
 
 
 def test_colcon_build_installs_share_and_executables(tmp_path):
-    colcon = shutil.which("colcon")
+    # beside this interpreter first (a venv that is not activated), then on PATH
+    beside = os.path.join(os.path.dirname(sys.executable), "colcon")
+    colcon = beside if os.access(beside, os.X_OK) else shutil.which("colcon")
     if colcon is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but colcon is not installed (it is in the dev extra)")

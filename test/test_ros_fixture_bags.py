@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_shared
 
 from hpt_ros.ros import messages as m
 from hpt_ros.ros.errors import MessageConversionError
@@ -24,17 +25,11 @@ from hpt_ros.ros.errors import MessageConversionError
 rosbag2 = pytest.importorskip("rosbags.rosbag2")
 typesys = pytest.importorskip("rosbags.typesys")
 
-BAGS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "bags"
 BAG_NAMES = ["rosbag2_mcap_talker", "rosbag2_sqlite3_talker", "rosbags_rs_test_bag_mcap", "rosbags_rs_test_bag_sqlite3"]
 
 
 def bag_path(name: str) -> pathlib.Path:
-    path = BAGS / name
-    if not path.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"fixture bag {path} is missing (CI must provide ../shared/fixtures/bags)")
-        pytest.skip(f"fixture bag {path} is not available")
-    return path
+    return require_shared("bags", name)
 
 
 def typestore_for(name: str) -> Any:
