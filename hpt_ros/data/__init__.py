@@ -22,6 +22,20 @@ from .episodes import (
     read_episode,
     read_episode_yaml,
 )
+from .dataset import (
+    ActionSource,
+    DatasetError,
+    SampleSet,
+    action_chunks,
+    bag_fingerprint,
+    build_episode,
+    default_cache_dir,
+    fill_actions,
+    iter_ticks,
+    load_episodes,
+    select_episodes,
+    split_episodes,
+)
 from .errors import (
     BagError,
     BagOpenError,
@@ -35,6 +49,18 @@ from .repair import RepairReport, repair_bag
 from .typestores import distro_typestore, normalize_msgtype, same_msgtype
 
 __all__ = [
+    "ActionSource",
+    "DatasetError",
+    "SampleSet",
+    "action_chunks",
+    "bag_fingerprint",
+    "build_episode",
+    "default_cache_dir",
+    "fill_actions",
+    "iter_ticks",
+    "load_episodes",
+    "select_episodes",
+    "split_episodes",
     "DEFAULT_MIN_FREE_BYTES",
     "EPISODE_FILE",
     "BagError",

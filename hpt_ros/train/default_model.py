@@ -1,0 +1,158 @@
+"""Reproduce the package's default model, ``models/franka_fr3_feed_dog`` (what ``hpt-ros demo`` runs).
+
+    python -m hpt_ros.train.default_model                 # or: bash scripts/make_default_model.sh
+    python -m hpt_ros.train.default_model --trunk liruiw/hpt-small --size small --episodes 60
+
+1. Records ``--episodes`` scripted feed-dog demonstrations of the fake FR3 with the real
+   nodes in simulated time (``sim_demos``), at the fake robot's default 640x480 camera
+   size (what the demo's fake robot publishes), scene seed ``--seed``.
+2. Trains with ``run_training``: by default the tiny trunk (embed 64, 2 blocks, 4 heads)
+   trained from scratch (no pretrained trunk can be downloaded offline; pass ``--trunk``
+   to fine-tune one), a random-init ResNet-18 (``--vision-weights`` for ImageNet weights).
+3. Writes the final checkpoint (``hpt.yaml`` + ``model.safetensors``) to ``--out`` with
+   ``summary.yaml`` and ``loss_curve.png`` beside it.
+
+Size. A checkpoint holds the ResNet-18 (11.2 M parameters, 45 MB in float32). With
+``--encoder-dtype float16`` (the default) the encoder's weights are rounded to float16
+*before* training, so the features the policy is trained on are computed from exactly
+the weights that are stored, and ``model.safetensors`` keeps them as float16 (22 MB):
+``load_checkpoint`` loads them into the float32 encoder unchanged (checked after saving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["cli", "make_default_model", "store_encoder_as"]
+
+logger = logging.getLogger("hpt_ros.train")
+
+
+def store_encoder_as(folder: str | Path, dtype_name: str) -> int:
+    """Rewrite ``folder/model.safetensors`` with the encoder's float tensors in ``dtype_name``;
+    returns the new file size. Lossless only for weights already representable in that dtype."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype_name]
+    file = Path(folder) / "model.safetensors"
+    tensors = load_file(str(file))
+    out = {k: (v.to(dtype) if k.startswith("encoder.") and v.is_floating_point() else v) for k, v in tensors.items()}
+    for key, value in out.items():
+        if key.startswith("encoder.") and value.is_floating_point() and not torch.equal(value.float(), tensors[key]):
+            raise ValueError(f"{key}: not representable in {dtype_name}; round the encoder before training")
+    tmp = file.with_suffix(".tmp")
+    save_file(out, str(tmp), metadata={"format": "pt"})
+    tmp.replace(file)
+    file.chmod(0o644)
+    return file.stat().st_size
+
+
+def make_default_model(out: str | Path, *, episodes: int = 30, duration_s: float = 6.0, seed: int = 0,
+                       size: str = "tiny", trunk: str | None = None, vision_weights: str | None = None,
+                       steps: int = 2000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
+                       width: int = 640, height: int = 480, camera_rate_hz: float = 15.0, work: str | None = None,
+                       threads: int | None = None) -> Path:
+    """Record, train and write the default model to ``out``; returns ``out``."""
+    import torch
+    import yaml
+
+    from hpt_ros.model import load_checkpoint
+    from hpt_ros.spec import load_spec
+
+    from . import trainer
+    from .config import TrainConfig
+    from .sim_demos import record_sim_episodes
+
+    spec = load_spec("franka_fr3")
+    out = Path(out)
+    tmp = tempfile.mkdtemp(prefix="hpt_default_model_") if work is None else None
+    work_dir = Path(work or tmp)
+    started = time.perf_counter()
+    try:
+        demos = work_dir / "demos"
+        if not (demos.is_dir() and any(demos.iterdir())):
+            logger.info("recording %d episodes of %g s (simulated time, %dx%d cameras) into %s", episodes,
+                        duration_s, width, height, demos)
+            record_sim_episodes(demos, spec, episodes, seed=seed, duration_s=duration_s, width=width, height=height,
+                                camera_rate_hz=camera_rate_hz)
+        config = TrainConfig(robot=str(spec.source), episodes=[str(demos)], out=str(work_dir / "run"), trunk=trunk,
+                             size=size if trunk is None else None, vision_weights=vision_weights,
+                             random_vision=vision_weights is None, steps=steps, batch_size=batch_size, lr=lr,
+                             warmup_steps=min(100, steps // 10), val_every=max(steps // 20, 1),
+                             save_every=steps, seed=seed, cache_dir=str(work_dir / "cache"), export_onnx=False,
+                             threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype)
+        shutil.rmtree(work_dir / "run", ignore_errors=True)
+        result = trainer.run_training(config)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for name in ("hpt.yaml", "model.safetensors"):
+            shutil.copy2(result.model_dir / name, out / name)
+            (out / name).chmod(0o644)
+        reference, _ = load_checkpoint(out)
+        if encoder_dtype != "float32":
+            size_bytes = store_encoder_as(out, encoder_dtype)
+            stored, _ = load_checkpoint(out)
+            for (k, a), (_, b) in zip(reference.state_dict().items(), stored.state_dict().items()):
+                if not torch.equal(a, b):
+                    raise RuntimeError(f"{k} changed when the encoder was stored as {encoder_dtype}")
+            logger.info("encoder stored as %s: model.safetensors %.1f MB (loads back bit for bit)", encoder_dtype,
+                        size_bytes / 1e6)
+        shutil.copy2(result.out / "loss_curve.png", out / "loss_curve.png")
+        summary = yaml.safe_load((result.out / "summary.yaml").read_text())
+        summary.pop("dataset", None)
+        summary["model"] = str(out)
+        summary["made_by"] = {"command": "python -m hpt_ros.train.default_model", "episodes": episodes,
+                              "duration_s": duration_s, "seed": seed, "camera": f"{width}x{height}",
+                              "encoder_dtype": encoder_dtype, "seconds": round(time.perf_counter() - started, 1)}
+        (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
+        return out
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.default_model") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", default=None, help="default: <share>/models/franka_fr3_feed_dog")
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per episode")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
+    parser.add_argument("--trunk", default=None, help="pretrained trunk (hub id, folder, file); default: none")
+    parser.add_argument("--vision-weights", default=None, help="ResNet-18 ImageNet weights; default: random")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--encoder-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--camera-rate-hz", type=float, default=15.0)
+    parser.add_argument("--work", default=None, help="keep the episodes, cache and run here (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    out = args.out
+    if out is None:
+        from hpt_ros.resources import models_dir
+
+        out = models_dir() / "franka_fr3_feed_dog"
+    path = make_default_model(out, episodes=args.episodes, duration_s=args.duration, seed=args.seed,
+                              size=args.size, trunk=args.trunk, vision_weights=args.vision_weights,
+                              steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                              encoder_dtype=args.encoder_dtype, width=args.width, height=args.height,
+                              camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads)
+    print(f"default model written to {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli())

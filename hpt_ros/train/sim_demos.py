@@ -1,0 +1,81 @@
+"""Scripted demonstrations recorded by the real nodes in simulated time (no DDS, no waiting).
+
+``record_sim_episodes(out_dir, spec, count)`` runs, on sibling ``ReplayTransport``s
+(in-process pub/sub on one simulated clock, ``hpt_ros.ros.replay``), exactly the graph
+``hpt-ros record --episodes N --reset-robot`` records live:
+
+* ``FakeRobot`` (the kinematic FR3: joint states at ``joint_state_rate_hz``, the wrist and
+  third-person cameras of the episode's ``FeedDogScene`` at ``camera_rate_hz``);
+* ``ScriptedTeleopNode`` (moves the hand over the bowl it "sees", publishes the spec's
+  command and gripper topics while the recorder records);
+* ``TeleopRecorder`` in auto mode: before each episode it publishes
+  ``/fake_robot/reset [index]`` (the bowl moves: scene ``(seed, index)``), waits, then
+  records ``duration_s`` into ``out_dir/episode_NNNN`` (rosbag2/mcap + episode.yaml), the
+  bag timestamps being receive times on the (simulated) clock.
+
+An episode costs about a second of wall time at 160x120. Scene episode numbers are the
+episode indices in ``out_dir`` (the recorder's ``next_episode_index``), so use another
+``seed`` for a held-out set recorded into another folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hpt_ros.spec import RobotSpec
+
+__all__ = ["record_sim_episodes"]
+
+
+def record_sim_episodes(
+    out_dir: str | Path,
+    spec: RobotSpec,
+    count: int,
+    *,
+    seed: int = 0,
+    duration_s: float = 7.0,
+    width: int = 160,
+    height: int = 120,
+    camera_rate_hz: float = 30.0,
+    joint_state_rate_hz: float = 100.0,
+    noise: float = 0.002,
+    task: str = "feed_dog",
+    start_time: float = 1.7e9,
+    quiet: bool = True,
+) -> list[Path]:
+    """Record ``count`` episodes into ``out_dir``; returns the saved episode folders.
+
+    Raises ``RuntimeError`` when the recorder ends with an error.
+    """
+    from hpt_ros.nodes.fake_robot import FakeRobot
+    from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
+    from hpt_ros.nodes.teleop_recorder import TeleopRecorder
+    from hpt_ros.ros.replay import ReplayTransport
+
+    out_dir = Path(out_dir)
+    loggers = [logging.getLogger(f"hpt_ros.{n}") for n in ("fake_robot", "scripted_teleop", "teleop_recorder")]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        common: dict[str, Any] = {"seed": seed, "task": task}
+        world = ReplayTransport("fake_robot", {**common, "width": width, "height": height,
+                                               "camera_rate_hz": camera_rate_hz,
+                                               "joint_state_rate_hz": joint_state_rate_hz},
+                                start_time=start_time, record=False)
+        FakeRobot(world, spec)
+        ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise}), spec)
+        recorder = TeleopRecorder(world.sibling("teleop_recorder", {
+            "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
+            "reset_robot": True, "keyboard": False, "fsync": False, "min_free_gb": 0.01, "status_period_s": 0,
+            "task": task, "operator": "scripted_teleop", "notes": f"simulated time, scene seed {seed}"}), spec)
+        world.run(stop=lambda: recorder.finished)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    if recorder.exit_code != 0:
+        raise RuntimeError(f"the teleop recorder failed: {recorder.last_event}")
+    return list(recorder.saved)
