@@ -221,3 +221,28 @@ def test_describe_official_folder_and_trunk(tmp_path):
     assert "upstream HPT trunk" in trunk_text and policy.trunk_checksum() in trunk_text
     with pytest.raises(CheckpointError, match="not an HPT checkpoint"):
         describe(tmp_path / "empty_dir_that_does_not_exist")
+
+
+def test_seeded_random_encoder_is_stored_as_its_seed(tmp_path):
+    """A seeded random encoder costs a seed in the checkpoint, and comes back bit for bit."""
+    from hpt_ros.model import ImageEncoder
+
+    encoder = ImageEncoder(random_init=True, seed=7, image_size=64).round_weights("float16")
+    policy = HPTPolicy(small_config(), encoder=encoder).eval()
+    save_checkpoint(tmp_path / "seeded", policy)
+    size = (tmp_path / "seeded" / "model.safetensors").stat().st_size
+    loaded, meta = load_checkpoint(tmp_path / "seeded")
+    assert meta["encoder"]["seed"] == 7 and meta["encoder"]["round_dtype"] == "float16"
+    assert size < 5_000_000  # no 45 MB of ResNet weights
+    for (name, a), (_, b) in zip(policy.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    # a changed encoder is no longer its seed: its tensors are stored
+    with torch.no_grad():
+        encoder.backbone.conv1.weight.add_(1.0)
+    save_checkpoint(tmp_path / "changed", policy)
+    assert "seed" not in load_checkpoint(tmp_path / "changed")[1]["encoder"]
+    # a checksum that does not match the seed's weights is a clear error
+    meta_file = tmp_path / "seeded" / "hpt.yaml"
+    meta_file.write_text(meta_file.read_text().replace(meta["encoder"]["sha256"], "0" * 64))
+    with pytest.raises(CheckpointError, match="seed 7"):
+        load_checkpoint(tmp_path / "seeded")

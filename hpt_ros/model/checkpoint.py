@@ -308,6 +308,10 @@ def save_checkpoint(
     }
     # clone: safetensors refuses tensors that share storage
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in policy.state_dict().items()}
+    if encoder is not None and encoder.stored_as_seed:
+        # a seeded random encoder is its seed: store that and a checksum, not 45 MB of noise
+        meta["encoder"].update(seed=encoder.seed, round_dtype=encoder.round_dtype, sha256=encoder.weights_sha256())
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("encoder.")}
     save_file(tensors, str(folder / CHECKPOINT_WEIGHTS), metadata={"format": "pt"})
     (folder / CHECKPOINT_CONFIG).write_text(yaml.safe_dump(meta, sort_keys=False))
     return folder
@@ -348,7 +352,10 @@ def load_checkpoint(folder: str | Path) -> tuple[HPTPolicy, dict[str, Any]]:
     check_state_dict(weights_file, policy_state, expected, "does not fit the config in hpt.yaml")
 
     encoder: ImageEncoder | None = None
-    if encoder_info:
+    if encoder_info and encoder_info.get("seed") is not None and not encoder_state:
+        encoder = _seeded_encoder(meta_file, encoder_info)
+        logger.warning("checkpoint %s: vision encoder has RANDOM weights (seed %s)", folder, encoder_info["seed"])
+    elif encoder_info:
         try:
             encoder = ImageEncoder(
                 {k.removeprefix("backbone."): v for k, v in encoder_state.items()},
@@ -373,6 +380,21 @@ def load_checkpoint(folder: str | Path) -> tuple[HPTPolicy, dict[str, Any]]:
     if recorded is not None and recorded != policy.trunk_checksum():
         raise CheckpointError(weights_file, "trunk checksum differs from the one in hpt.yaml")
     return policy, meta
+
+
+def _seeded_encoder(meta_file: Path, info: Mapping[str, Any]) -> ImageEncoder:
+    """Rebuild a seeded random encoder and check it is the one that was saved."""
+    encoder = ImageEncoder(random_init=True, seed=int(info["seed"]), image_size=int(info.get("image_size", 224)))
+    if info.get("round_dtype"):
+        encoder.round_weights(str(info["round_dtype"]))
+    if encoder.weights_sha256() != info.get("sha256"):
+        raise CheckpointError(
+            meta_file,
+            f"the vision encoder is stored as seed {info['seed']}, but this torch "
+            f"({torch.__version__}) generates other weights from it (sha256 differs); "
+            "re-create the checkpoint with this torch version",
+        )
+    return encoder
 
 
 def _load_module(

@@ -176,6 +176,32 @@ def fold_batchnorm(net: ResNet18) -> ResNet18:
     return folded.eval()
 
 
+def seeded_resnet18(seed: int) -> ResNet18:
+    """A randomly initialised ResNet-18 that depends on ``seed`` only (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ResNet18()
+
+
+@torch.no_grad()
+def round_through(module: nn.Module, dtype_name: str) -> None:
+    """Round a module's float parameters and buffers through a 16-bit dtype, in place."""
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype_name]
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(dtype).to(tensor.dtype))
+
+
+def module_sha256(module: nn.Module) -> str:
+    """sha256 of a module's state (float32 bytes, state-dict order)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for value in module.state_dict().values():
+        digest.update(value.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class ImageEncoder(nn.Module):
     """Camera frames -> HPT image tokens with a ResNet-18 backbone.
 
@@ -196,6 +222,7 @@ class ImageEncoder(nn.Module):
         random_init: bool = False,
         image_size: int = 224,
         bn_folded: bool = False,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if weights is None and not random_init:
@@ -214,7 +241,13 @@ class ImageEncoder(nn.Module):
         self.register_buffer(
             "std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1), persistent=False
         )
-        backbone = ResNet18()
+        if seed is not None and not random_init:
+            raise ValueError("seed is only for random_init=True")
+        #: a seeded random encoder is stored as its seed (see ``save_checkpoint``)
+        self.seed = seed
+        #: dtype the weights were rounded through (``round_weights``), or None
+        self.round_dtype: str | None = None
+        backbone = ResNet18() if seed is None else seeded_resnet18(seed)
         self.bn_folded = bn_folded
         if weights is None:
             self.weights_source = "random"
@@ -238,6 +271,26 @@ class ImageEncoder(nn.Module):
     def random_weights(self) -> bool:
         """True when the weights were never loaded from anywhere."""
         return self.weights_source == "random"
+
+    def round_weights(self, dtype_name: str) -> ImageEncoder:
+        """Round every float weight and buffer through ``dtype_name`` ('float16' | 'bfloat16'), in place."""
+        round_through(self.backbone, dtype_name)
+        self.round_dtype = dtype_name
+        return self
+
+    def weights_sha256(self) -> str:
+        return module_sha256(self.backbone)
+
+    @property
+    def stored_as_seed(self) -> bool:
+        """A seeded random encoder whose weights are still what its seed gives: a
+        checkpoint then keeps only the seed (a few bytes instead of 45 MB)."""
+        if self.seed is None or self.weights_source != "random" or self.bn_folded:
+            return False
+        reference = seeded_resnet18(self.seed)
+        if self.round_dtype:
+            round_through(reference, self.round_dtype)
+        return module_sha256(reference) == self.weights_sha256()
 
     def fold_batchnorm(self) -> ImageEncoder:
         """A new encoder with BatchNorm folded into the convs (equal outputs in eval mode)."""

@@ -96,7 +96,8 @@ def make_default_model(out: str | Path, *, episodes: int = 30, duration_s: float
             shutil.copy2(result.model_dir / name, out / name)
             (out / name).chmod(0o644)
         reference, _ = load_checkpoint(out)
-        if encoder_dtype != "float32":
+        encoder_meta = yaml.safe_load((out / "hpt.yaml").read_text()).get("encoder") or {}
+        if encoder_dtype != "float32" and encoder_meta.get("seed") is None:  # a seeded encoder is stored as its seed
             size_bytes = store_encoder_as(out, encoder_dtype)
             stored, _ = load_checkpoint(out)
             for (k, a), (_, b) in zip(reference.state_dict().items(), stored.state_dict().items()):

@@ -304,18 +304,15 @@ def _build_policy(spec: Any, config: TrainConfig) -> tuple[Any, TrunkProvenance 
     if config.vision_weights:
         encoder = ImageEncoder(config.vision_weights, image_size=hpt_config.image_size)
     elif config.random_vision:
-        encoder = ImageEncoder(random_init=True, image_size=hpt_config.image_size)
+        # seeded: a checkpoint then stores the seed instead of the encoder's weights
+        encoder = ImageEncoder(random_init=True, seed=config.seed, image_size=hpt_config.image_size)
     else:
         raise TrainError("the vision encoder needs ResNet-18 ImageNet weights (--vision-weights FILE, a torchvision "
                          "or timm resnet18 .pth/.safetensors); pass --random-vision to train with a random encoder "
                          "on purpose (tests, offline demos)")
     if config.encoder_round_dtype:
         # Features are then computed from exactly the weights a float16/bfloat16 copy stores.
-        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[config.encoder_round_dtype]
-        with torch.no_grad():
-            for tensor in list(encoder.parameters()) + list(encoder.buffers()):
-                if tensor.is_floating_point():
-                    tensor.copy_(tensor.to(dtype).to(tensor.dtype))
+        encoder.round_weights(config.encoder_round_dtype)
     policy = HPTPolicy(hpt_config, encoder=encoder)
     provenance = None
     if config.trunk is not None:
