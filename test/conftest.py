@@ -38,3 +38,24 @@ def bag_fixtures() -> pathlib.Path:
 @pytest.fixture
 def franka_spec_path() -> pathlib.Path:
     return ROOT / "config" / "robots" / "franka_fr3.yaml"
+
+
+@pytest.fixture(scope="module")
+def franka_spec():
+    from hpt_ros.spec import load_spec
+
+    return load_spec(ROOT / "config" / "robots" / "franka_fr3.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(franka_spec):
+    """A tiny HPT (embed 64, 2 blocks) for the Franka spec, random weights, seeded."""
+    import logging
+
+    import torch
+
+    from hpt_ros.engine.factory import build_policy_for_spec
+
+    torch.manual_seed(0)
+    logging.getLogger("hpt_ros.model").setLevel(logging.ERROR)  # the random-weights warning
+    return build_policy_for_spec(franka_spec, size="tiny", random_vision=True)

@@ -12,29 +12,24 @@ import pytest
 import torch
 import yaml
 
-from hpt_ros.engine import EngineError, OnnxEngine, build_policy_for_spec, export_onnx, load_engine, sidecar_path
+from hpt_ros.engine import EngineError, OnnxEngine, export_onnx, load_engine, sidecar_path
 from hpt_ros.engine import export as export_module
 from hpt_ros.engine import onnx_engine
 from hpt_ros.engine.graph import action_range
 from hpt_ros.engine.torch_engine import action_error_percent
 from hpt_ros.model import save_checkpoint
-from hpt_ros.spec import load_spec
 
 CPU_ONLY = ["CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
-def spec():
-    from conftest import ROOT
-
-    return load_spec(ROOT / "config" / "robots" / "franka_fr3.yaml")
+def spec(franka_spec):
+    return franka_spec
 
 
 @pytest.fixture(scope="module")
-def policy(spec):
-    torch.manual_seed(0)
-    logging.getLogger("hpt_ros.model").setLevel(logging.ERROR)  # random-weights warning
-    return build_policy_for_spec(spec, size="tiny", random_vision=True)
+def policy(tiny_policy):
+    return tiny_policy
 
 
 @pytest.fixture(scope="module")

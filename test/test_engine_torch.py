@@ -14,21 +14,16 @@ from hpt_ros.engine import EngineError, TorchEngine, build_policy_for_spec, load
 from hpt_ros.engine.graph import PolicyGraph, action_range
 from hpt_ros.engine.torch_engine import action_error_percent
 from hpt_ros.model import HPTPolicy, save_checkpoint
-from hpt_ros.spec import load_spec
 
 
 @pytest.fixture(scope="module")
-def spec():
-    from conftest import ROOT
-
-    return load_spec(ROOT / "config" / "robots" / "franka_fr3.yaml")
+def spec(franka_spec):
+    return franka_spec
 
 
 @pytest.fixture(scope="module")
-def policy(spec):
-    torch.manual_seed(0)
-    logging.getLogger("hpt_ros.model").setLevel(logging.ERROR)  # random-weights warning
-    return build_policy_for_spec(spec, size="tiny", random_vision=True)
+def policy(tiny_policy):
+    return tiny_policy
 
 
 def inputs(spec, batch=2, height=48, width=64, seed=0):

@@ -9,7 +9,6 @@ spec pointed at their topics, an error naming the topic whose messages do not co
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Any
 

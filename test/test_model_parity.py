@@ -22,7 +22,6 @@ at atol 1e-5. Max abs errors reached on the development machine (torch 2.13 CPU)
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import numpy as np

@@ -8,7 +8,6 @@ memory, and ``load_state_dict`` of meta tensors still runs the strict key check.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import pytest

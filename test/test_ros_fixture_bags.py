@@ -10,7 +10,6 @@ be refused with an error naming topic and type).
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Callable
 from typing import Any

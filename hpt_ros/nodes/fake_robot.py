@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hpt_ros.nodes.runner import run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
 from hpt_ros.sim.arm import KinematicArm
@@ -203,20 +204,11 @@ class FakeRobot:
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run hpt_ros fake_robot`` (rclpy transport)."""
-    from hpt_ros.ros import make_transport
-
-    transport = make_transport("rclpy", "fake_robot", args=args)
-    try:
-        FakeRobot(transport)
-        transport.spin()
-    finally:
-        transport.shutdown()
+    run_node(FakeRobot, "rclpy", "fake_robot", args=args)
 
 
 def cli(argv: list[str], prog: str = "hpt-ros fake-robot") -> int:
     """``hpt-ros fake-robot`` (dds transport)."""
-    from hpt_ros.ros import make_transport
-
     parser = argparse.ArgumentParser(prog=prog, description="Fake Franka FR3 (joint states + two cameras) over DDS.")
     parser.add_argument("--robot", default="franka_fr3", help="robot spec YAML or shipped name")
     parser.add_argument("--components", default="all", choices=["all", "arm", "cameras"])
@@ -233,12 +225,4 @@ def cli(argv: list[str], prog: str = "hpt-ros fake-robot") -> int:
                   "episode": args.episode, "joint_state_rate_hz": args.joint_state_rate_hz,
                   "camera_rate_hz": args.camera_rate_hz, "width": args.width, "height": args.height}
     name = "fake_robot" if args.components == "all" else f"fake_robot_{args.components}"
-    transport = make_transport("dds", name, parameters=parameters)
-    try:
-        FakeRobot(transport)
-        transport.spin(duration_s=args.duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        transport.shutdown()
-    return 0
+    return run_node(FakeRobot, "dds", name, parameters=parameters, duration_s=args.duration)

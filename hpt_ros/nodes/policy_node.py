@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hpt_ros.nodes.runner import as_bool, run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
 from hpt_ros.runtime import PolicyRuntime, SensorDataError, TickResult
@@ -46,7 +47,7 @@ class PolicyNode:
         backend = str(transport.declare_parameter("engine", "", "torch | onnxruntime; empty keeps the spec's") or "")
         precision = str(transport.declare_parameter("precision", "", "fp32 | bf16 | fp16; empty keeps the spec's")
                         or "")
-        auto_enable = _as_bool(transport.declare_parameter("auto_enable", False, "start with motion enabled"))
+        auto_enable = as_bool(transport.declare_parameter("auto_enable", False, "start with motion enabled"))
         spec = spec if spec is not None else load_spec(robot_config)
         if rate_hz > 0:
             spec = _with_rate(spec, rate_hz)
@@ -185,11 +186,6 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
 
 def _with_rate(spec: RobotSpec, rate_hz: float) -> RobotSpec:
     import dataclasses
@@ -218,14 +214,7 @@ def _load_engine(model: str, spec: RobotSpec, backend: str | None, precision: st
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run hpt_ros policy_node`` (rclpy transport)."""
-    from hpt_ros.ros import make_transport
-
-    transport = make_transport("rclpy", "policy_node", args=args)
-    try:
-        PolicyNode(transport)
-        transport.spin()
-    finally:
-        transport.shutdown()
+    run_node(PolicyNode, "rclpy", "policy_node", args=args)
 
 
 def build_arg_parser(prog: str = "hpt-ros policy") -> argparse.ArgumentParser:
@@ -242,17 +231,7 @@ def build_arg_parser(prog: str = "hpt-ros policy") -> argparse.ArgumentParser:
 
 def cli(argv: list[str], prog: str = "hpt-ros policy") -> int:
     """``hpt-ros policy`` (dds transport)."""
-    from hpt_ros.ros import make_transport
-
     args = build_arg_parser(prog).parse_args(argv)
     parameters = {"robot_config": args.robot, "model": args.model, "engine": args.engine,
                   "precision": args.precision, "rate_hz": args.rate_hz, "auto_enable": args.enable}
-    transport = make_transport("dds", "policy_node", parameters=parameters)
-    try:
-        PolicyNode(transport)
-        transport.spin(duration_s=args.duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        transport.shutdown()
-    return 0
+    return run_node(PolicyNode, "dds", "policy_node", parameters=parameters, duration_s=args.duration)

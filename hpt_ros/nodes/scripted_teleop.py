@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hpt_ros.nodes.runner import as_bool, run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, Transport
 from hpt_ros.sim.scene import FeedDogScene
@@ -61,7 +62,7 @@ class ScriptedTeleopNode:
         self.noise = float(p("noise", 0.002, "Gaussian noise on the arm targets [rad]"))
         rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
         self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
-        self.follow_recorder = _as_bool(p("follow_recorder", True, "move only while the recorder records"))
+        self.follow_recorder = as_bool(p("follow_recorder", True, "move only while the recorder records"))
         status_topic = str(p("recorder_status_topic", RECORDER_STATUS_TOPIC, "the recorder's status topic"))
         self.rate_hz = rate_hz if rate_hz > 0 else spec.rate_hz
         action = spec.action
@@ -160,30 +161,16 @@ class ScriptedTeleopNode:
         self.commands_sent += 1
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
 
 # -- entry points ---------------------------------------------------------------------------------
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run hpt_ros scripted_teleop`` (rclpy transport)."""
-    from hpt_ros.ros import make_transport
-
-    transport = make_transport("rclpy", "scripted_teleop", args=args)
-    try:
-        ScriptedTeleopNode(transport)
-        transport.spin()
-    finally:
-        transport.shutdown()
+    run_node(ScriptedTeleopNode, "rclpy", "scripted_teleop", args=args)
 
 
 def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     """``hpt-ros teleop`` (dds transport)."""
-    from hpt_ros.ros import make_transport
-
     parser = argparse.ArgumentParser(
         prog=prog, description="Scripted teleoperator for the fake robot over DDS: follows the episode's scene, "
                                "publishes the spec's commands.")
@@ -199,15 +186,7 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     args = parser.parse_args(argv)
     parameters = {"robot_config": args.robot, "task": args.task, "seed": args.seed, "episode": args.episode,
                   "noise": args.noise, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
-    transport = make_transport("dds", "scripted_teleop", parameters=parameters)
-    try:
-        ScriptedTeleopNode(transport)
-        transport.spin(duration_s=args.duration)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        transport.shutdown()
-    return 0
+    return run_node(ScriptedTeleopNode, "dds", "scripted_teleop", parameters=parameters, duration_s=args.duration)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,6 +93,7 @@ from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, Transport
 from hpt_ros.spec import RobotSpec, load_spec
 
 from .recorder_console import KEY_HELP, KeyReader, StatusLine
+from .runner import as_bool
 from .recorder_episode import DEFAULT_MAX_QUEUE_BYTES, RecordingEpisode, set_native_thread_name
 from .recorder_topics import (
     RecordedTopic,
@@ -164,15 +165,15 @@ class TeleopRecorder:
         self.episodes = int(p("episodes", 0, "auto mode: record this many episodes, then exit (0 = manual)"))
         self.episode_duration_s = float(p("episode_duration_s", 0.0,
                                           "episode length [s] (auto mode: 0 = the task's; manual: 0 = no limit)"))
-        self.reset_robot = _as_bool(p("reset_robot", False, "auto mode: publish the reset topic before each episode"))
+        self.reset_robot = as_bool(p("reset_robot", False, "auto mode: publish the reset topic before each episode"))
         self.reset_topic = str(p("reset_topic", RESET_TOPIC, "std_msgs/Float64MultiArray [episode index]"))
         self.reset_settle_s = float(p("reset_settle_s", 1.0, "auto mode: wait after a reset [s]"))
         self.wait_for_topics_s = float(p("wait_for_topics_s", 10.0,
                                          "auto mode: wait this long for every sensor before the first episode"))
         min_free_gb = float(p("min_free_gb", 1.0, "free disk space an episode needs [GB]"))
-        self.fsync = _as_bool(p("fsync", True, "fsync the bag at every flush (survives power loss)"))
+        self.fsync = as_bool(p("fsync", True, "fsync the bag at every flush (survives power loss)"))
         self.flush_interval_s = float(p("flush_interval_s", 0.5, "flush the bag this often [s]"))
-        self.keyboard = _as_bool(p("keyboard", True, "single-key control when stdin is a terminal"))
+        self.keyboard = as_bool(p("keyboard", True, "single-key control when stdin is a terminal"))
         self.status_period_s = float(p("status_period_s", 5.0, "log the status this often without a terminal [s]"))
         self.late_threshold_s = float(p("late_threshold_s", 0.1, "receive - header stamp above this is 'late' [s]"))
         command_topic = str(p("command_topic", COMMAND_TOPIC, "episode commands (std_msgs/String)"))
@@ -593,11 +594,6 @@ def _user() -> str:
     except (KeyError, OSError):
         return "unknown"
 
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def _task_info(task: str) -> tuple[str, str, float | None]:
