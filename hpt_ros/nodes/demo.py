@@ -79,6 +79,7 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
     from hpt_ros.ros import make_transport, messages
     from hpt_ros.ros.transport import QOS_DEFAULT
     from hpt_ros.sim.kinematics import tcp_position
+    from hpt_ros.nodes.fake_robot import load_task
     from hpt_ros.sim.scene import FeedDogScene
     from hpt_ros.spec import load_spec
 
@@ -151,7 +152,7 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
         monitor.spin(duration_s=2.0)
         after = [t for t in command_times if t > time.monotonic() - 1.0]
         rate = (len(enabled_window) - 1) / (enabled_window[-1] - enabled_window[0]) if len(enabled_window) > 2 else 0.0
-        scene = FeedDogScene(0, args.episode)
+        scene = FeedDogScene.from_task(load_task("feed_dog"), 0, args.episode)  # as the fake robot draws it
         print("\n=== hpt_ros demo summary ===")
         print(f"control rate: {rate:.2f} Hz commanded (target {spec.rate_hz:g} Hz); "
               f"node reports {snapshot.get('rate_hz', 'n/a')} Hz")

@@ -12,11 +12,11 @@
 3. Writes the final checkpoint (``hpt.yaml`` + ``model.safetensors``) to ``--out`` with
    ``summary.yaml`` and ``loss_curve.png`` beside it.
 
-Size. A checkpoint holds the ResNet-18 (11.2 M parameters, 45 MB in float32). With
-``--encoder-dtype float16`` (the default) the encoder's weights are rounded to float16
-*before* training, so the features the policy is trained on are computed from exactly
-the weights that are stored, and ``model.safetensors`` keeps them as float16 (22 MB):
-``load_checkpoint`` loads them into the float32 encoder unchanged (checked after saving).
+Size. The random ResNet-18 (11.2 M parameters) is seeded, so the checkpoint stores its
+seed and checksum instead of 45 MB of weights (2 MB in all). Its weights are rounded
+through ``--encoder-dtype`` (float16 by default) before training; with ImageNet weights
+(``--vision-weights``) the encoder is stored in that dtype (22 MB), bit for bit what the
+policy was trained on.
 """
 
 from __future__ import annotations
