@@ -164,3 +164,14 @@ def test_load_engine_without_model_is_clear(spec):
         load_engine("/nonexistent/model.onnx", spec)
     with pytest.raises(EngineError, match="unknown engine backend"):
         load_engine("/nonexistent", spec, backend="tensorflow")
+
+
+def test_cv2_resize_path_close_to_graph_resize(spec, policy):
+    images, state = inputs(spec, height=480, width=640)
+    span = action_range(policy).numpy()
+    want = reference(policy, images, state)
+    engine = TorchEngine(policy, mode="eager", device="cpu", resize="cv2")
+    assert engine.resize == "cv2"
+    # resized pixels are rounded to uint8 (<= 0.8 grey levels): a small, bounded change
+    assert action_error_percent(engine.predict(images, state), want, span) < 0.2
+    assert TorchEngine(policy, mode="eager", device="cpu").resize == "graph"  # fp32 default: exact
