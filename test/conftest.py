@@ -59,3 +59,22 @@ def tiny_policy(franka_spec):
     torch.manual_seed(0)
     logging.getLogger("hpt_ros.model").setLevel(logging.ERROR)  # the random-weights warning
     return build_policy_for_spec(franka_spec, size="tiny", random_vision=True)
+
+
+def engine_inputs(spec, batch: int, height: int = 48, width: int = 64, seed: int = 0):
+    """Random uint8 frames [B, V, H, W, 3] and joint states within the spec's limits."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, spec.num_views, height, width, 3), dtype=np.uint8)
+    lo, hi, _ = spec.joint_limits_arrays(spec.state_joints)
+    state = rng.uniform(lo, hi, (batch, spec.state_dim)).astype(np.float32)
+    return images, state
+
+
+def reference_actions(policy, images, state):
+    """The torch policy's own actions for the same inputs (what every engine must match)."""
+    import torch
+
+    with torch.inference_mode():
+        return policy(torch.from_numpy(images), torch.from_numpy(state)).numpy()

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import onnx
 import pytest
-import torch
+from conftest import engine_inputs, reference_actions
 import yaml
 
 from hpt_ros.engine import EngineError, OnnxEngine, export_onnx, load_engine, sidecar_path
@@ -38,16 +38,10 @@ def exported(policy, spec, tmp_path_factory):
 
 
 def inputs(spec, batch=1, height=48, width=64, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (batch, spec.num_views, height, width, 3), dtype=np.uint8)
-    lo, hi, _ = spec.joint_limits_arrays(spec.state_joints)
-    state = rng.uniform(lo, hi, (batch, spec.state_dim)).astype(np.float32)
-    return images, state
+    return engine_inputs(spec, batch, height, width, seed)
 
 
-def reference(policy, images, state):
-    with torch.inference_mode():
-        return policy(torch.from_numpy(images), torch.from_numpy(state)).numpy()
+reference = reference_actions
 
 
 # Largest difference between onnxruntime and torch accepted, as % of the action range;

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import engine_inputs, reference_actions
 import torch
 
 from hpt_ros.engine import EngineError, TorchEngine, build_policy_for_spec, load_engine
@@ -27,16 +28,10 @@ def policy(tiny_policy):
 
 
 def inputs(spec, batch=2, height=48, width=64, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (batch, spec.num_views, height, width, 3), dtype=np.uint8)
-    lo, hi, _ = spec.joint_limits_arrays(spec.state_joints)
-    state = rng.uniform(lo, hi, (batch, spec.state_dim)).astype(np.float32)
-    return images, state
+    return engine_inputs(spec, batch, height, width, seed)
 
 
-def reference(policy, images, state):
-    with torch.inference_mode():
-        return policy(torch.from_numpy(images), torch.from_numpy(state)).numpy()
+reference = reference_actions
 
 
 def test_policy_for_spec_has_spec_sizes_and_limits(spec, policy):
