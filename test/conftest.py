@@ -3,12 +3,18 @@
 The fixtures (real bags from other tools, reference outputs of the official HPT code)
 live beside the project, not in it. In a user's clone they are absent and the tests
 that need them skip, saying so; under ``CI=true`` their absence is a failure.
+
+Hard dependencies (``install_requires``) are imported through ``require_module``: a broken
+install skips their tests on a user's machine, saying which module is missing, and fails
+them under ``CI=true``, where every hard dependency must be there.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
+from types import ModuleType
 
 import pytest
 
@@ -16,10 +22,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def require_module(name: str) -> ModuleType:
+    """Import a hard dependency: skip without it, except under ``CI=true``, where it is a failure."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if in_ci():
+            pytest.fail(f"CI=true but the hard dependency {name!r} does not import: {exc}", pytrace=False)
+        pytest.skip(f"{name} is not installed ({exc}); it is a hard dependency: pip install -e .",
+                    allow_module_level=True)
+
+
 def require_shared(*parts: str) -> pathlib.Path:
     path = SHARED_FIXTURES.joinpath(*parts)
     if not path.exists():
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"CI=true but the shared fixtures are missing: {path}")
         pytest.skip(f"shared fixtures not found at {path} (they sit beside the development checkout)")
     return path

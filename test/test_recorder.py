@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, require_module
 
-pytest.importorskip("cyclonedds")
-pytest.importorskip("mcap")
+require_module("cyclonedds")
+require_module("mcap")
 
 from mcap.reader import make_reader  # noqa: E402
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("cyclonedds")
-rosbags_typesys = pytest.importorskip("rosbags.typesys")
+require_module("cyclonedds")
+rosbags_typesys = require_module("rosbags.typesys")
 
 from hpt_ros.ros.errors import SerializationError  # noqa: E402
 from hpt_ros.ros.idl import MESSAGE_TYPES, deserialize, new_message, serialize  # noqa: E402

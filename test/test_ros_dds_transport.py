@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("cyclonedds")
+require_module("cyclonedds")
 
 from hpt_ros.ros import make_transport  # noqa: E402
 from hpt_ros.ros.dds import DdsTransport, dds_qos, deserialize, domain_id_from_env, serialize  # noqa: E402
@@ -277,7 +278,7 @@ def test_make_transport_builds_dds_and_names_unknown_kinds() -> None:
 
 
 def test_publish_accepts_messages_of_other_flavours(pair: tuple[DdsTransport, DdsTransport]) -> None:
-    typesys = pytest.importorskip("rosbags.typesys")
+    typesys = require_module("rosbags.typesys")
     from hpt_ros.ros._flavours import default_instance
     from hpt_ros.ros.messages import fill_joint_state
 

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from hpt_ros.ros import messages as m
 from hpt_ros.ros._flavours import default_instance
 from hpt_ros.ros.errors import MessageConversionError
 
-cyclonedds = pytest.importorskip("cyclonedds")
-rosbags_typesys = pytest.importorskip("rosbags.typesys")
+cyclonedds = require_module("cyclonedds")
+rosbags_typesys = require_module("rosbags.typesys")
 
 from hpt_ros.ros.idl import new_message as new_idl_message  # noqa: E402
 
@@ -172,7 +173,7 @@ def test_image_data_of_rclpy_kind_is_read() -> None:
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "rgb8; jpeg compressed bgr8"])
 def test_compressed_round_trip(flavour: Any, fmt: str) -> None:
-    pytest.importorskip("cv2")
+    require_module("cv2")
     yy, xx = np.mgrid[0:48, 0:64]
     rgb = np.stack([xx * 4, yy * 5, np.full_like(xx, 200)], axis=2).astype(np.uint8)
     codec = "png" if "png" in fmt else "jpeg"
@@ -192,7 +193,7 @@ def test_compressed_round_trip(flavour: Any, fmt: str) -> None:
     ("webp2", bytes(10), "unsupported format 'webp2'"),
 ])
 def test_compressed_refusals_name_topic_and_type(fmt: str, data: bytes, match: str) -> None:
-    pytest.importorskip("cv2")
+    require_module("cv2")
     msg = new_idl_message("sensor_msgs/msg/CompressedImage")
     msg.format, msg.data = fmt, data
     with pytest.raises(MessageConversionError, match=rf"/wrist \[sensor_msgs/msg/CompressedImage\]: .*{match}"):

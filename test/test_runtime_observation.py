@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from hpt_ros.runtime import (
     InvalidSensorError,
@@ -170,7 +171,7 @@ def test_same_size_views_are_not_resized():
 
 
 def test_resize_matches_torch_bilinear():
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     rng = np.random.default_rng(1)
     for h, w in ((480, 640), (100, 300), (150, 90)):
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)

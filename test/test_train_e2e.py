@@ -53,7 +53,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, require_shared
+from conftest import ROOT, require_module, require_shared
 
 from hpt_ros.spec import load_spec
 
@@ -146,7 +146,7 @@ def test_episodes_recorded_over_dds_train_the_same_way(tmp_path):
     """Fake robot, scripted teleoperator and recorder as three processes over DDS (loopback):
     the bags they write give samples at the control rate with the recorded commands as
     targets, and a short training run on them works."""
-    pytest.importorskip("cyclonedds")
+    require_module("cyclonedds")
     from hpt_ros.data.dataset import SampleSet, load_episodes, select_episodes
     from hpt_ros.train import TrainConfig, run_training
 
