@@ -193,30 +193,50 @@ def test_clear_forgets_everything():
 
 
 def test_concurrent_updates_and_builds():
-    cache = ObservationCache(tiny_spec())
-    fill(cache, 0.0)
-    stop = threading.Event()
+    """Builds run while another thread replaces values: every build succeeds and sees whole values.
+
+    The writer starts only after the first build and the reader keeps building until the writer
+    is done, so builds and updates overlap by construction (not by timing).
+    """
+    data = tiny_data()
+    for sensor in data["sensors"].values():
+        sensor["max_age"] = 1e6  # the writer's stamps run ahead of the build time: ages are not the point here
+    cache = ObservationCache(parse_spec(data, "tiny.yaml"))
+    fill(cache, 0.0, state=(0.0, 0.0))
+    first_build_done = threading.Event()
+    writer_done = threading.Event()
     errors: list[BaseException] = []
+    updates = 2000
 
     def writer() -> None:
-        t = 0.0
         try:
-            while not stop.is_set():
-                t += 0.001
-                cache.update("cam0", frame(int(t * 1000) % 256), t)
-                cache.update("joints", [t, t], t)
+            first_build_done.wait(30)
+            for k in range(1, updates + 1):
+                cache.update("cam0", frame(k % 256), k * 0.001)
+                cache.update("joints", [k, -k], k * 0.001)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
+        finally:
+            writer_done.set()
 
     thread = threading.Thread(target=writer)
     thread.start()
+    seen: list[float] = []
+    builds = 0
     try:
-        for _ in range(500):
-            obs = cache.build(1e9)
+        while True:
+            finished = writer_done.is_set()
+            obs = cache.build(0.0)
+            builds += 1
+            first_build_done.set()
             assert obs.images.shape == (2, 4, 6, 3) and obs.state.shape == (2,)
-    except StaleSensorError:
-        pass
+            assert obs.state[1] == -obs.state[0], "a joint value torn between two updates"
+            seen.append(float(obs.state[0]))
+            if finished:
+                break
     finally:
-        stop.set()
+        first_build_done.set()
         thread.join()
     assert not errors
+    assert seen == sorted(seen), "a build saw an older value after a newer one"
+    assert seen[0] == 0.0 and seen[-1] == updates and builds >= 2
