@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hpt_ros.engine.base import Engine
-from hpt_ros.runtime import PolicyRuntime, ReplanExecutor
+from hpt_ros.runtime import CLOCK_JUMP_REASON, PolicyRuntime, ReplanExecutor
 
 from test_runtime_helpers import tiny_spec
 
@@ -146,6 +146,107 @@ def test_no_model_always_holds():
         r = rt.tick(0.125 * k)
         assert r.held and r.reason == "no model" and r.ages["cam0"] == 0.0
     assert [(e.kind, e.reason) for e in rt.events] == [("hold", "no model")]
+
+
+class OneShotReplan(ReplanExecutor):
+    """Replans only at the ticks listed: between them the chunk runs out (horizon 3)."""
+
+    def __init__(self, horizon: int, infer_at: set[int]) -> None:
+        super().__init__(horizon, horizon)
+        self.infer_at = infer_at
+
+    def needs_inference(self, tick: int) -> bool:
+        return tick in self.infer_at
+
+
+def test_no_action_holds_at_the_last_command_and_resumes_from_measured():
+    engine = FakeEngine()
+    rt = PolicyRuntime(tiny_spec(safety={"require_enable": False}), engine, executor=OneShotReplan(3, {0, 5}))
+    results = []
+    for k in range(7):
+        feed(rt, 0.125 * k, [0.0, 0.0] if k < 5 else [0.3, 0.2])
+        results.append(rt.tick(0.125 * k))
+    assert [r.held for r in results] == [False, False, False, True, True, False, False]
+    held = results[3]
+    assert held.reason == "no action" and held.command is None and held.action is None and held.predicted is None
+    assert held.hold_position == pytest.approx(results[2].command)
+    assert results[4].reason == "no action"
+    resumed = results[5]
+    # a fresh chunk from [0.3, 0.2]: step 0 = [0.4, 0.3], stepped from the measured state (b by 0.0625)
+    assert resumed.activated and resumed.action == pytest.approx([0.4, 0.3])
+    assert resumed.command == pytest.approx([0.4, 0.2625])
+    assert [(e.kind, e.reason) for e in rt.events] == [("resume", "start"), ("hold", "no action"),
+                                                         ("resume", "no action")]
+    assert len(engine.calls) == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "stale", "invalid"])
+def test_bad_joint_states_hold_through_the_controller(case):
+    engine = FakeEngine()
+    rt = PolicyRuntime(tiny_spec(safety={"require_enable": False}), engine)
+    if case != "missing":
+        feed(rt, 0.0, [0.0, 0.0])
+        first = rt.tick(0.0)
+        assert not first.held
+    t = 0.125
+    cameras_only = np.zeros((4, 6, 3), np.uint8)
+    if case == "missing":  # the joint states never arrived
+        for cam in ("cam0", "cam1"):
+            rt.cache.update(cam, cameras_only, t)
+    elif case == "stale":
+        feed(rt, t, [0.0, 0.0])
+        t = 0.375  # joints last at 0.125: age 0.25 > max_age 0.125; the cameras are fresh
+        for cam in ("cam0", "cam1"):
+            rt.cache.update(cam, cameras_only, t)
+    else:
+        feed(rt, t, [0.1, np.nan])
+    calls = len(engine.calls)
+    r = rt.tick(t)
+    assert r.held and r.command is None and r.predicted is None and len(engine.calls) == calls
+    assert r.reason == f"{case} joints"
+    if case == "missing":
+        assert r.hold_position is None and r.ages["joints"] == float("inf")
+    else:
+        assert r.hold_position == pytest.approx(first.command)
+    assert rt.stats().reason == f"{case} joints"
+    # good joint states again: commanding resumes, referenced to the measured state
+    feed(rt, t + 0.125, [0.2, 0.1])
+    r = rt.tick(t + 0.125)
+    assert not r.held and r.activated and r.command == pytest.approx([0.3, 0.1625])
+
+
+def test_clock_jump_back_resets_holds_and_resumes(caplog):
+    engine = FakeEngine()
+    rt = PolicyRuntime(tiny_spec(safety={"require_enable": False}), engine)
+    for k in range(4):  # 100.0 .. 100.375 on the old timeline
+        feed(rt, 100.0 + 0.125 * k, [0.1 * k, 0.0])
+        assert not rt.tick(100.0 + 0.125 * k).held
+    before = rt.stats()
+    assert before.ticks == 4 and before.commands == 4
+
+    # the clock loops back to 0 (sim time restarting); a new joint state arrives on the new timeline
+    rt.cache.update("joints", np.array([-0.5, 0.25]), 0.0)
+    with caplog.at_level("WARNING", logger="hpt_ros.runtime"):
+        jump = rt.tick(0.0)
+    assert jump.held and jump.reason == CLOCK_JUMP_REASON and jump.tick == 0 and jump.command is None
+    assert jump.hold_position is None  # the old command means nothing on the new timeline
+    assert any("clock jumped back from t=100.375 to t=0.000" in r.getMessage() for r in caplog.records)
+    # everything stamped on the old timeline is gone: the cameras are missing, not "fresh from the future"
+    assert all(age == float("inf") for age in jump.ages.values())
+    stats = rt.stats()
+    assert (stats.ticks, stats.commands, stats.holds) == (1, 0, 1) and stats.reason == CLOCK_JUMP_REASON
+
+    feed(rt, 0.125, [-0.5, 0.25], cameras=("cam1",))
+    r = rt.tick(0.125)
+    assert r.held and r.reason == "missing cam0" and r.tick == 1
+    feed(rt, 0.25, [-0.5, 0.25])
+    r = rt.tick(0.25)
+    # resumed on the new grid, from the measured state: chunk step 0 = [-0.4, 0.35], b stepped by 0.0625
+    assert not r.held and r.activated and r.tick == 2
+    assert r.command == pytest.approx([-0.4, 0.3125])
+    assert [(e.kind, e.reason) for e in rt.events][-3:] == [
+        ("hold", CLOCK_JUMP_REASON), ("hold", "missing cam0"), ("resume", "missing cam0")]
+    assert rt.safety.enabled  # the enable state survives the reset
 
 
 def test_late_tick_is_a_gap_on_the_grid():

@@ -10,7 +10,7 @@ Knows nothing of ROS: numpy arrays in (``ObservationCache.update``), command vec
 """
 
 from .chunking import Executor, ReplanExecutor, TemporalEnsembler, make_executor
-from .controller import PolicyRuntime, RuntimeStats, TickResult
+from .controller import CLOCK_JUMP_REASON, PolicyRuntime, RuntimeStats, TickResult
 from .errors import (
     InvalidSensorError,
     MissingSensorError,
@@ -24,6 +24,7 @@ from .observation import Observation, ObservationCache, resize_bilinear
 from .safety import CartesianLimits, SafetyEvent, SafetyFilter, SafetyResult
 
 __all__ = [
+    "CLOCK_JUMP_REASON",
     "CartesianLimits",
     "Executor",
     "InvalidSensorError",

@@ -5,6 +5,10 @@
 1. tick index ``k = round((now - first_tick_time) / period)``, kept strictly increasing:
    a late or skipped timer call shows up as a gap in ``k``, so chunk step ``i`` always
    lands ``i`` periods after its prediction (both executors handle gaps);
+   a tick earlier than the previous one (the clock jumped back: sim time looping, a bag
+   restarting) resets the runtime (``reset()``: sensors, chunks, safety reference, grid)
+   and holds ``'clock jumped back'``; the loop then holds ``'missing ...'`` until every
+   sensor has spoken on the new timeline and resumes from the measured state;
 2. no engine -> hold ``'no model'``;
 3. ``cache.build(now)``; a stale / missing / invalid required sensor -> hold with its reason;
 4. on (re)activation (enabled, not commanding yet) the executor is reset, so a command
@@ -47,7 +51,9 @@ from .errors import NoActionError, ObservationError
 from .observation import ObservationCache
 from .safety import SafetyEvent, SafetyFilter, SafetyResult
 
-__all__ = ["PolicyRuntime", "RuntimeStats", "TickResult"]
+__all__ = ["CLOCK_JUMP_REASON", "PolicyRuntime", "RuntimeStats", "TickResult"]
+
+CLOCK_JUMP_REASON = "clock jumped back"
 
 logger = logging.getLogger("hpt_ros.runtime")
 
@@ -136,10 +142,19 @@ class PolicyRuntime:
     def tick(self, now: float) -> TickResult:
         """Run one control tick at time ``now`` [s] on the caller's clock."""
         now = float(now)
+        with self._stats_lock:
+            previous = self._tick_times[-1] if self._tick_times else None
+        jumped = previous is not None and now < previous
+        if jumped:
+            # values and chunks stamped on the old timeline would look fresh (or from the future) forever
+            logger.warning("clock jumped back from t=%.3f to t=%.3f: runtime reset", previous, now)
+            self.reset()
         index = self._index(now)
         with self._stats_lock:
             self._ticks += 1
             self._tick_times.append(now)
+        if jumped:
+            return self._finish(index, now, self.safety.hold(CLOCK_JUMP_REASON, now), self.cache.ages(now))
 
         if self.engine is None:
             return self._finish(index, now, self.safety.hold("no model", now), self.cache.ages(now))
