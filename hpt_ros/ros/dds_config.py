@@ -1,4 +1,8 @@
-"""Cyclone DDS configuration owned by the package: loopback only, unless the user says otherwise.
+"""DDS configuration owned by the package: loopback only, unless the user says otherwise.
+
+Both DDS implementations the package meets are configured here, in one place: Cyclone DDS
+(the ``dds`` transport, and ``rmw_cyclonedds_cpp``) and Fast DDS (``rmw_fastrtps_cpp``,
+the default RMW of the rclpy transport).
 
 Cyclone DDS reads its configuration from the ``CYCLONEDDS_URI`` environment variable when
 the first DomainParticipant is created. Its default announces itself by UDP multicast on
@@ -24,6 +28,15 @@ A ROS 2 node on the same host (``RMW_IMPLEMENTATION=rmw_cyclonedds_cpp``) joins 
 nodes with ``CYCLONEDDS_URI=file://$(python -c "from hpt_ros.ros.dds_config import
 loopback_config_path; print(loopback_config_path())")``.
 
+Fast DDS reads an XML profiles file named by ``FASTRTPS_DEFAULT_PROFILES_FILE`` (Fast DDS
+2.x: ROS 2 Humble, Jazzy) or ``FASTDDS_DEFAULT_PROFILES_FILE`` (3.x: Kilted and later)
+when the first participant is created. When neither is set, :func:`ensure_dds_config`
+sets both to ``fastdds_loopback.xml`` beside this module, whose default participant
+profile has a single UDPv4 transport restricted to 127.0.0.1, the builtin transports
+(UDP on every interface, shared memory) off, and unicast discovery through 127.0.0.1 as
+metatraffic locator and initial peer: no multicast group is joined. When either is set
+the user chose a profile (a robot's network), and both are left alone.
+
 The XML follows the Cyclone DDS 0.10 / 11.x schema (``https://cdds.io/config``):
 ``General/Interfaces/NetworkInterface@address``, ``General/AllowMulticast``,
 ``General/DontRoute``, ``General/MaxMessageSize``, ``General/FragmentSize``,
@@ -37,9 +50,12 @@ import functools
 import os
 import pathlib
 
-__all__ = ["CYCLONEDDS_URI", "ensure_dds_config", "loopback_config_path", "loopback_config_xml"]
+__all__ = ["CYCLONEDDS_URI", "FASTDDS_PROFILES_VARIABLES", "ensure_dds_config", "fastdds_loopback_profile_path",
+           "loopback_config_path", "loopback_config_xml"]
 
 CYCLONEDDS_URI = "CYCLONEDDS_URI"
+#: Fast DDS 2.x, then 3.x: the variable naming the XML profiles file.
+FASTDDS_PROFILES_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def loopback_config_path() -> pathlib.Path:
@@ -53,12 +69,21 @@ def loopback_config_xml() -> str:
     return loopback_config_path().read_text(encoding="utf-8")
 
 
-def ensure_dds_config() -> str:
-    """Set ``CYCLONEDDS_URI`` to the loopback config unless the user already set it.
+def fastdds_loopback_profile_path() -> pathlib.Path:
+    """The package's Fast DDS loopback profiles file."""
+    return pathlib.Path(__file__).with_name("fastdds_loopback.xml")
 
-    Returns the value in effect. Must run before the first DomainParticipant of the
-    process is created (Cyclone DDS reads the variable once per domain).
+
+def ensure_dds_config() -> str:
+    """Set ``CYCLONEDDS_URI`` and the Fast DDS profiles file to the loopback configurations,
+    each unless the user already configured that implementation.
+
+    Returns the ``CYCLONEDDS_URI`` in effect. Must run before the first DomainParticipant of
+    the process is created (both implementations read the variables once).
     """
+    if not any(os.environ.get(name, "").strip() for name in FASTDDS_PROFILES_VARIABLES):
+        for name in FASTDDS_PROFILES_VARIABLES:
+            os.environ[name] = str(fastdds_loopback_profile_path())
     current = os.environ.get(CYCLONEDDS_URI, "").strip()
     if current:
         return current

@@ -16,7 +16,10 @@ Mapping:
   in the control timer never blocks message callbacks;
 * clock: ``now()`` and timers use the node clock, so ``use_sim_time:=true`` (a parameter
   override or ``--ros-args``) follows ``/clock``;
-* ``new_message`` via ``rosidl_runtime_py.utilities.get_message``; ``raw=True`` uses
+* DDS: before ``rclpy.init`` the package's loopback configurations are applied unless the
+  user chose others (:func:`hpt_ros.ros.dds_config.ensure_dds_config`, Fast DDS and Cyclone);
+* ``new_message``: ``pkg/msg/Name`` is imported as ``pkg.msg.Name`` (what
+  ``rosidl_runtime_py`` does; that package has no wheel on the index); ``raw=True`` uses
   rclpy's raw subscriptions (CDR bytes as rosbag2 stores them); ``publish`` accepts a
   message or CDR bytes;
 * logging: records of ``self.logger`` (Python logging) are forwarded to the node's rclpy
@@ -25,11 +28,14 @@ Mapping:
 
 from __future__ import annotations
 
+import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .dds_config import ensure_dds_config
 from .names import normalize_type_name
 from .transport import (
     QOS_DEFAULT,
@@ -46,7 +52,7 @@ from .transport import (
     validate_topic_name,
 )
 
-__all__ = ["RclpyTransport", "rclpy_qos"]
+__all__ = ["RclpyTransport", "import_message_class", "rclpy_qos"]
 
 
 def rclpy_qos(qos: QoSProfile) -> Any:
@@ -66,6 +72,21 @@ def rclpy_qos(qos: QoSProfile) -> Any:
         durability=DurabilityPolicy.TRANSIENT_LOCAL if qos.durability is Durability.TRANSIENT_LOCAL
         else DurabilityPolicy.VOLATILE,
     )
+
+
+def import_message_class(name: str, msg_type: str | None = None) -> type:
+    """The rclpy message class of ``pkg/msg/Name`` (``from pkg.msg import Name``)."""
+    package, _, cls_name = name.rpartition("/msg/")
+    if not package or not cls_name:
+        raise TransportError(f"message type {msg_type or name!r} is not of the form 'pkg/msg/Name'")
+    try:
+        cls = getattr(importlib.import_module(f"{package}.msg"), cls_name)
+    except (AttributeError, ImportError) as exc:
+        raise TransportError(f"message type {msg_type or name!r} is not available in this ROS 2 install: "
+                             f"{exc}") from exc
+    if not isinstance(cls, type):
+        raise TransportError(f"message type {msg_type or name!r}: {package}.msg.{cls_name} is not a message class")
+    return cls
 
 
 class _RosLogHandler(logging.Handler):
@@ -133,6 +154,7 @@ class RclpyTransport(Transport):
 
         self._owns_context = not rclpy.ok()
         if self._owns_context:
+            ensure_dds_config()
             rclpy.init(args=args)
         overrides = [Parameter(name, value=value) for name, value in self._parameters.items()]
         self.node = Node(node_name, namespace=namespace, parameter_overrides=overrides)
@@ -152,14 +174,7 @@ class RclpyTransport(Transport):
         name = normalize_type_name(msg_type)
         cls = self._message_classes.get(name)
         if cls is None:
-            from rosidl_runtime_py.utilities import get_message
-
-            try:
-                cls = get_message(name)
-            except (AttributeError, ModuleNotFoundError, ValueError) as exc:
-                raise TransportError(
-                    f"message type {msg_type!r} is not available in this ROS 2 install: {exc}") from exc
-            self._message_classes[name] = cls
+            cls = self._message_classes[name] = import_message_class(name, msg_type)
         return cls
 
     def new_message(self, msg_type: str) -> Any:
@@ -227,6 +242,25 @@ class RclpyTransport(Transport):
         self.logger.removeHandler(self._log_handler)
         self.logger.propagate = True
         self._executor.shutdown()
+        self._wait_for_callbacks(timeout_s=5.0)
         self.node.destroy_node()
         if self._owns_context:
             rclpy.try_shutdown()
+
+    def _wait_for_callbacks(self, timeout_s: float) -> None:
+        """Let callbacks already handed to the executor's threads finish before the node goes.
+
+        ``spin_once`` returns as soon as it has queued a callback, and rclpy's
+        ``Executor.shutdown`` does not wait for them (rclpy 7.1 / 9.1): destroying the node
+        under a queued callback makes it fail ("cannot use Destroyable because destruction
+        was requested"). A callback calling ``shutdown()`` does not wait for itself.
+        """
+        if threading.current_thread().name.startswith("ThreadPoolExecutor"):
+            return
+        pending = list(getattr(self._executor, "_futures", ()))
+        deadline = time.monotonic() + timeout_s
+        for future in pending:
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if future.done() and not future.cancelled():
+                future.exception()  # marks it retrieved

@@ -1,0 +1,196 @@
+"""The rclpy transport on real rclpy: node, parameters with descriptors, QoS, pub/sub
+(decoded and raw), timers in their own callback groups, the node clock under
+use_sim_time, logging to /rosout, and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import rclpy
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy, qos_profile_sensor_data
+
+from hpt_ros.ros import make_transport
+from hpt_ros.ros.rclpy_transport import rclpy_qos
+from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, QoSProfile, Reliability, TransportError
+
+
+def make(name: str = "policy_node", parameters: dict[str, Any] | None = None) -> Any:
+    return make_transport("rclpy", name, parameters)
+
+
+def test_node_parameters_and_descriptors() -> None:
+    transport = make(parameters={"rate_hz": 15.0})
+    try:
+        node = transport.node
+        assert transport.kind == "rclpy" and node.get_name() == "policy_node" and rclpy.ok()
+        assert transport.declare_parameter("rate_hz", 10.0, "control rate in Hz") == 15.0  # the override wins
+        assert transport.declare_parameter("max_age_s", 0.2, "oldest sensor sample used") == 0.2
+        assert transport.declare_parameter("max_age_s", 0.5) == 0.2  # already declared: keeps its value
+        assert node.describe_parameter("rate_hz").description == "control rate in Hz"
+        assert node.describe_parameter("max_age_s").description == "oldest sensor sample used"
+        assert abs(transport.now() - time.time()) < 5.0  # the system clock without use_sim_time
+    finally:
+        transport.shutdown()
+    assert not rclpy.ok()  # it created the context, so it shut it down
+
+
+def test_qos_mapping() -> None:
+    assert rclpy_qos(QOS_SENSOR_DATA) is qos_profile_sensor_data
+    default = rclpy_qos(QOS_DEFAULT)
+    assert (default.depth, default.reliability, default.durability) == (10, ReliabilityPolicy.RELIABLE,
+                                                                        DurabilityPolicy.VOLATILE)
+    latched = rclpy_qos(QOS_LATCHED)
+    assert (latched.depth, latched.durability) == (1, DurabilityPolicy.TRANSIENT_LOCAL)
+    assert rclpy_qos(QoSProfile(3, Reliability.BEST_EFFORT)).reliability is ReliabilityPolicy.BEST_EFFORT
+
+
+def test_pub_sub_decoded_and_raw_and_callback_groups() -> None:
+    transport = make()
+    try:
+        decoded: list[Any] = []
+        raw: list[bytes] = []
+        cameras: list[Any] = []
+        sub = transport.create_subscription("/joint_states", "sensor_msgs/JointState", decoded.append)
+        raw_sub = transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", raw.append, raw=True)
+        cam_sub = transport.create_subscription("/camera/image", "sensor_msgs/msg/Image", cameras.append,
+                                                QOS_SENSOR_DATA)
+        pub = transport.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
+        assert pub.msg_type == "sensor_msgs/msg/JointState"
+        msg = transport.new_message("sensor_msgs/msg/JointState")
+        msg.name, msg.position = ["fr3_joint1"], [0.25]
+        ticks = []
+        timer = transport.create_timer(0.02, lambda: (ticks.append(1), pub.publish(msg)))
+        transport.spin(until=lambda: len(decoded) >= 3 and len(raw) >= 3, duration_s=20.0)
+        assert list(decoded[0].name) == ["fr3_joint1"] and list(decoded[0].position) == [0.25]
+        assert isinstance(raw[0], bytes) and raw[0][:4] == b"\x00\x01\x00\x00" and b"fr3_joint1" in raw[0]
+        pub.publish(bytearray(raw[0]))  # CDR bytes are published as they are
+        n = len(decoded)
+        timer.cancel()
+        transport.spin(until=lambda: len(decoded) > n, duration_s=20.0)
+        assert list(decoded[-1].name) == ["fr3_joint1"]
+
+        # message callbacks share one group; timers get one per group name, none of them the messages'
+        groups = [s.subscription.callback_group for s in (sub, raw_sub, cam_sub)]
+        assert groups[0] is groups[1] is groups[2]
+        control = transport.create_timer(0.1, lambda: None)
+        diagnostics = transport.create_timer(1.0, lambda: None, group="diagnostics")
+        assert control.timer.callback_group is timer.timer.callback_group
+        assert diagnostics.timer.callback_group is not control.timer.callback_group
+        assert groups[0] not in (control.timer.callback_group, diagnostics.timer.callback_group)
+        assert cam_sub.subscription.qos_profile.reliability is ReliabilityPolicy.BEST_EFFORT
+        with pytest.raises(TransportError, match="invalid ROS 2 topic name"):
+            transport.create_publisher("relative", "std_msgs/msg/Bool")
+        with pytest.raises(TransportError, match="sensor_msgs/PointCloud9.*not available"):
+            transport.new_message("sensor_msgs/PointCloud9")
+        with pytest.raises(TransportError, match="no_such_msgs/msg/Thing.*not available"):
+            transport.new_message("no_such_msgs/msg/Thing")
+    finally:
+        transport.shutdown()
+
+
+def test_slow_control_timer_does_not_delay_message_callbacks() -> None:
+    """A 100 ms inference in the control timer: camera and joint-state callbacks keep running meanwhile."""
+    transport = make()
+    feeder = make("feeder")
+    try:
+        in_inference = threading.Event()
+        during: dict[str, int] = {"camera": 0, "joints": 0}
+        inferences: list[int] = []
+
+        def counter(key: str):
+            def callback(msg: Any) -> None:
+                if in_inference.is_set():
+                    during[key] += 1
+            return callback
+
+        def inference() -> None:
+            in_inference.set()
+            time.sleep(0.1)
+            in_inference.clear()
+            inferences.append(1)
+
+        transport.create_subscription("/camera/image", "sensor_msgs/msg/Image", counter("camera"), QOS_SENSOR_DATA)
+        transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", counter("joints"))
+        transport.create_timer(0.1, inference)
+        image_pub = feeder.create_publisher("/camera/image", "sensor_msgs/msg/Image", QOS_SENSOR_DATA)
+        joint_pub = feeder.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
+        image, joints = feeder.new_message("sensor_msgs/msg/Image"), feeder.new_message("sensor_msgs/msg/JointState")
+        image.height, image.width, image.encoding, image.step = 4, 4, "rgb8", 12
+        image.data = bytes(48)
+        joints.name, joints.position = ["j"], [0.0]
+        feeder.create_timer(0.01, lambda: (image_pub.publish(image), joint_pub.publish(joints)))
+        feeder_thread = threading.Thread(target=feeder.spin, kwargs={"duration_s": 30.0}, daemon=True)
+        feeder_thread.start()
+        transport.spin(until=lambda: min(during.values()) >= 5 and len(inferences) >= 3, duration_s=30.0)
+        assert min(during.values()) >= 5, f"callbacks while inference ran: {during}"
+    finally:
+        feeder.shutdown()
+        transport.shutdown()
+
+
+def test_use_sim_time_follows_clock() -> None:
+    transport = make(parameters={"use_sim_time": True})
+    clock_node = make("clock_publisher")
+    try:
+        assert transport.now() == 0.0  # no /clock yet
+        clock_pub = clock_node.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QOS_DEFAULT)
+        clock = clock_node.new_message("rosgraph_msgs/msg/Clock")
+        clock.clock.sec, clock.clock.nanosec = 1234, 500_000_000
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and transport.now() != 1234.5:
+            clock_pub.publish(clock)
+            transport.spin(duration_s=0.05)
+        assert transport.now() == 1234.5
+        ticks: list[float] = []
+        transport.create_timer(0.5, lambda: ticks.append(transport.now()))  # 0.5 s of simulated time
+        transport.spin(duration_s=0.7)
+        assert ticks == []  # 0.7 s of wall time, but simulated time stood still: the timer has not fired
+        while time.monotonic() < deadline and not ticks:
+            clock.clock.sec += 1
+            clock_pub.publish(clock)
+            transport.spin(duration_s=0.05)
+        assert ticks and ticks[0] >= 1235.0
+    finally:
+        clock_node.shutdown()
+        transport.shutdown()
+
+
+def test_python_logging_reaches_rosout() -> None:
+    transport = make()
+    listener = make("rosout_listener")
+    try:
+        lines: list[tuple[int, str, str]] = []
+        listener.create_subscription("/rosout", "rcl_interfaces/msg/Log",
+                                     lambda m: lines.append((m.level, m.name, m.msg)), QOS_LATCHED)
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and not any("camera /wrist is stale" in line[2] for line in lines):
+            transport.logger.warning("camera %s is stale", "/wrist")
+            listener.spin(duration_s=0.1)
+        assert (30, "policy_node", "camera /wrist is stale") in lines  # 30: WARN
+    finally:
+        listener.shutdown()
+        transport.shutdown()
+
+
+def test_spin_until_and_idempotent_shutdown() -> None:
+    transport = make()
+    calls: list[int] = []
+    transport.create_timer(0.01, lambda: calls.append(1))
+    transport.spin(until=lambda: len(calls) >= 3, duration_s=20.0)
+    assert len(calls) >= 3
+    transport.shutdown()
+    transport.shutdown()
+    transport.spin()  # returns at once after shutdown
+    assert not rclpy.ok()
+
+
+def test_does_not_shut_down_a_context_it_did_not_create() -> None:
+    rclpy.init()  # e.g. a launch file's process already called rclpy.init()
+    try:
+        make().shutdown()
+        assert rclpy.ok()
+    finally:
+        rclpy.shutdown()
