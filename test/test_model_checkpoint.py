@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
+import types
 
 import pytest
 from conftest import require_shared
@@ -20,6 +22,7 @@ from hpt_ros.model import (
     describe,
     load_checkpoint,
     load_official_model,
+    load_official_trunk,
     resolve_pretrained,
     save_checkpoint,
 )
@@ -167,6 +170,35 @@ def test_no_pickle_in_own_format(tmp_path):
     assert not (tmp_path / "model.safetensors").read_bytes().startswith(b"PK")
 
 
+# -- upstream trunk.pth -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_lower_precision_trunk_file_loads_exactly(tmp_path, dtype):
+    """A bf16/fp16 trunk.pth into a float32 trunk: every value is kept exactly, so it is the same trunk."""
+    source = make_policy(seed=3)
+    torch.save({k: v.to(dtype) for k, v in source.trunk.state_dict().items()}, tmp_path / "trunk.pth")
+    target = make_policy(seed=4)
+    report = load_official_trunk(tmp_path / "trunk.pth", target)
+    for key, value in target.trunk.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, source.trunk.state_dict()[key].to(dtype).float()), key
+    assert report.sha256 == target.trunk_checksum()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_trunk_that_loading_changes_is_refused(tmp_path, dtype):
+    """A float32 trunk.pth into a trunk kept in bf16/fp16: loading rounds the weights, and the
+    checksum after loading (not only the key and shape check) refuses the result."""
+    source = make_policy(seed=3)
+    torch.save(source.trunk.state_dict(), tmp_path / "trunk.pth")
+    target = make_policy(seed=4)
+    target.trunk.to(dtype)
+    with pytest.raises(CheckpointError, match="trunk checksum after loading [0-9a-f]{64} differs from the file's") as info:
+        load_official_trunk(tmp_path / "trunk.pth", target)
+    assert info.value.file == tmp_path / "trunk.pth"
+
+
 # -- pretrained sources ---------------------------------------------------------------------
 
 
@@ -182,8 +214,38 @@ def test_resolve_missing_local_path(tmp_path):
         resolve_pretrained("./models/nope")
 
 
+def test_resolve_hub_id_without_huggingface_hub_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # what a missing package looks like to import
+    with pytest.raises(PretrainedNotFoundError, match="huggingface_hub is not installed") as info:
+        resolve_pretrained("hf://liruiw/hpt-base")
+    assert "download liruiw/hpt-base and pass its folder" in str(info.value)
+
+
+def test_resolve_hub_id_downloads_through_snapshot_download(tmp_path, monkeypatch):
+    """The hub path with a stand-in ``huggingface_hub`` (the real one is the optional [hub] extra):
+    what is asked of it, what comes back, and how a failure reads."""
+    calls: list[dict] = []
+    folder = tmp_path / "snapshot"
+
+    def snapshot_download(**kwargs):
+        calls.append(kwargs)
+        if kwargs["repo_id"] == "liruiw/missing":
+            raise OSError("Cannot find the requested files in the local cache")
+        return str(folder)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    assert resolve_pretrained("hf://liruiw/hpt-base", cache_dir=tmp_path / "hub", local_files_only=True) == folder
+    assert resolve_pretrained("liruiw/hpt-base") == folder
+    assert calls == [dict(repo_id="liruiw/hpt-base", cache_dir=str(tmp_path / "hub"), local_files_only=True),
+                     dict(repo_id="liruiw/hpt-base", cache_dir=None, local_files_only=False)]
+    with pytest.raises(PretrainedNotFoundError, match="cannot fetch hub repo liruiw/missing .OSError: Cannot find") as info:
+        resolve_pretrained("hf://liruiw/missing")
+    assert "Offline?" in str(info.value) and "huggingface-cli download liruiw/missing" in str(info.value)
+
+
 def test_resolve_hub_id_offline_gives_a_clear_error(tmp_path, monkeypatch):
-    pytest.importorskip("huggingface_hub")
+    pytest.importorskip("huggingface_hub", reason="the real client is the optional [hub] extra; "
+                        "the stand-in test above covers the hub path without it")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PretrainedNotFoundError, match="liruiw/hpt-base") as info:
         resolve_pretrained("hf://liruiw/hpt-base", cache_dir=tmp_path, local_files_only=True)
