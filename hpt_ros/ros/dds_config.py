@@ -31,7 +31,8 @@ loopback_config_path; print(loopback_config_path())")``.
 Fast DDS reads an XML profiles file named by ``FASTRTPS_DEFAULT_PROFILES_FILE`` (Fast DDS
 2.x: ROS 2 Humble, Jazzy) or ``FASTDDS_DEFAULT_PROFILES_FILE`` (3.x: Kilted and later)
 when the first participant is created. When neither is set, :func:`ensure_dds_config`
-sets both to ``fastdds_loopback.xml`` beside this module, whose default participant
+sets them (only the 3.x one where Fast DDS 3 is installed) to ``fastdds_loopback.xml``
+beside this module, whose default participant
 profile has a single UDPv4 transport restricted to 127.0.0.1, the builtin transports
 (UDP on every interface, shared memory) off, and unicast discovery through 127.0.0.1 as
 metatraffic locator and initial peer: no multicast group is joined. When either is set
@@ -74,6 +75,20 @@ def fastdds_loopback_profile_path() -> pathlib.Path:
     return pathlib.Path(__file__).with_name("fastdds_loopback.xml")
 
 
+def _fast_dds_3() -> bool:
+    """Whether the Fast DDS of this environment is 3.x: the ``ros-fastdds`` wheel, or a ROS 2
+    distribution newer than Jazzy (``ROS_DISTRO``, set by a ROS 2 install's setup script)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("ros-fastdds")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    distro = os.environ.get("ROS_DISTRO", "").strip().lower()
+    return bool(distro) and distro not in ("humble", "iron", "jazzy")
+
+
 def ensure_dds_config() -> str:
     """Set ``CYCLONEDDS_URI`` and the Fast DDS profiles file to the loopback configurations,
     each unless the user already configured that implementation.
@@ -82,7 +97,8 @@ def ensure_dds_config() -> str:
     the process is created (both implementations read the variables once).
     """
     if not any(os.environ.get(name, "").strip() for name in FASTDDS_PROFILES_VARIABLES):
-        for name in FASTDDS_PROFILES_VARIABLES:
+        # rmw_fastrtps on Fast DDS 3 warns at every start when the 2.x name is set
+        for name in FASTDDS_PROFILES_VARIABLES[1:] if _fast_dds_3() else FASTDDS_PROFILES_VARIABLES:
             os.environ[name] = str(fastdds_loopback_profile_path())
     current = os.environ.get(CYCLONEDDS_URI, "").strip()
     if current:
