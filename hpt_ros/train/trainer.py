@@ -47,8 +47,8 @@ from .config import OFFICIAL_RECIPE, TrainConfig
 from .schedule import WarmupCosine
 from .state import load_optimizer_state, read_trainer_state, save_optimizer_state, write_trainer_state
 
-__all__ = ["TrainError", "TrainResult", "TrunkProvenance", "evaluate_samples", "load_pretrained_trunk",
-           "run_training"]
+__all__ = ["TrainError", "TrainResult", "TrunkProvenance", "chunk_loss", "evaluate_samples",
+           "load_pretrained_trunk", "run_training"]
 
 logger = logging.getLogger("hpt_ros.train")
 
@@ -172,6 +172,14 @@ def load_pretrained_trunk(source: str, policy: Any) -> TrunkProvenance:
 # -- evaluation ----------------------------------------------------------------------------------------
 
 
+def chunk_loss(normalizer: Any, pred: torch.Tensor, target: torch.Tensor, beta: float,
+               reduction: str = "mean") -> torch.Tensor:
+    """The training loss: smooth-L1 (Huber with threshold ``beta``) between predicted and target
+    chunks [B, H, A], both normalised by the policy's action normaliser, so every dimension
+    weighs by its range rather than its units."""
+    return F.smooth_l1_loss(normalizer.normalize(pred), normalizer.normalize(target), beta=beta, reduction=reduction)
+
+
 @torch.no_grad()
 def evaluate_samples(policy: Any, samples: Any, *, batch_size: int = 256, beta: float = 0.05,
                      constant_action: np.ndarray | None = None) -> dict[str, Any]:
@@ -199,7 +207,7 @@ def evaluate_samples(policy: Any, samples: Any, *, batch_size: int = 256, beta: 
                 pred = policy.forward_features(feats, state)
             else:
                 pred = torch.as_tensor(np.asarray(constant_action, np.float32), device=device).expand_as(target)
-            loss = F.smooth_l1_loss(norm.normalize(pred), norm.normalize(target), beta=beta, reduction="sum")
+            loss = chunk_loss(norm, pred, target, beta, reduction="sum")
             err = (pred - target).abs().double()
             loss_sum += float(loss)
             abs_sum += float(err.sum())
@@ -563,7 +571,7 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             feats, state_batch, target = (t.to(device, non_blocking=True) for t in train_set.batch(order(step)))
             pred = policy.forward_features(feats, state_batch)
-            loss = F.smooth_l1_loss(norm.normalize(pred), norm.normalize(target), beta=config.loss_beta)
+            loss = chunk_loss(norm, pred, target, config.loss_beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
