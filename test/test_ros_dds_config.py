@@ -15,7 +15,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hpt_ros.ros.dds_config import CYCLONEDDS_URI, ensure_dds_config, loopback_config_xml
+from hpt_ros.ros.dds_config import (
+    CYCLONE_COMPATIBILITY_XML,
+    CYCLONEDDS_URI,
+    FASTDDS_PROFILES_VARIABLES,
+    ensure_dds_config,
+    fastdds_loopback_profile_path,
+    loopback_config_xml,
+    transport_config,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NS = {"c": "https://cdds.io/config"}
@@ -41,6 +49,50 @@ def test_ensure_dds_config_sets_loopback_only_when_unset(monkeypatch: pytest.Mon
     assert os.environ[CYCLONEDDS_URI] == "file:///etc/robot/cyclonedds.xml"
     monkeypatch.setenv(CYCLONEDDS_URI, "  ")
     assert ensure_dds_config() == loopback_config_xml()
+
+
+def test_fastdds_profile_content() -> None:
+    root = ET.parse(fastdds_loopback_profile_path()).getroot()
+    ns, f = {"f": "http://www.eprosima.com"}, "f:"
+    descriptor = root.find(f"{f}profiles/{f}transport_descriptors/{f}transport_descriptor", ns)
+    assert descriptor.find(f"{f}type", ns).text == "UDPv4"
+    assert [a.text for a in descriptor.findall(f"{f}interfaceWhiteList/{f}address", ns)] == ["127.0.0.1"]
+    participant = root.find(f"{f}profiles/{f}participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    rtps = participant.find(f"{f}rtps", ns)
+    assert rtps.find(f"{f}useBuiltinTransports", ns).text == "false"
+    assert rtps.find(f"{f}userTransports/{f}transport_id", ns).text == descriptor.find(f"{f}transport_id", ns).text
+    for locators in ("metatrafficUnicastLocatorList", "initialPeersList"):
+        addresses = rtps.findall(f"{f}builtin/{f}{locators}/{f}locator/{f}udpv4/{f}address", ns)
+        assert [a.text for a in addresses] == ["127.0.0.1"], locators
+    assert rtps.find(f"{f}builtin/{f}metatrafficMulticastLocatorList", ns) is None
+
+
+def test_ensure_dds_config_sets_the_fastdds_profile_only_when_none_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in FASTDDS_PROFILES_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
+    ensure_dds_config()
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == str(fastdds_loopback_profile_path())
+    assert os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(fastdds_loopback_profile_path())  # Fast DDS 2
+    monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE")
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/robot/fastdds.xml")
+    ensure_dds_config()
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/robot/fastdds.xml"
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # the user chose: nothing added
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
+    monkeypatch.setenv("ROS_DISTRO", "kilted")  # Fast DDS 3 warns about the 2.x name: only the 3.x one
+    ensure_dds_config()
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == str(fastdds_loopback_profile_path())
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ
+
+
+def test_transport_config_puts_the_compatibility_settings_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CYCLONEDDS_URI, "file:///etc/robot/cyclonedds.xml")
+    # first, so that a user's own Compatibility settings override them
+    assert transport_config() == f"{CYCLONE_COMPATIBILITY_XML},file:///etc/robot/cyclonedds.xml"
+    assert os.environ[CYCLONEDDS_URI] == "file:///etc/robot/cyclonedds.xml"
+    assert "<IgnoreTypeInformation>1.15</IgnoreTypeInformation>" in CYCLONE_COMPATIBILITY_XML
 
 
 CHILD = """

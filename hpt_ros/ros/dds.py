@@ -8,7 +8,8 @@ Wire compatibility with ROS 2 (rmw_cyclonedds_cpp; Fast DDS usually too):
 * QoS set explicitly from :class:`~hpt_ros.ros.transport.QoSProfile`: reliability,
   keep-last depth, durability; the domain id comes from ``ROS_DOMAIN_ID`` (default 0);
 * Cyclone is configured through ``CYCLONEDDS_URI``; if unset, the package's loopback-only
-  configuration is used (:mod:`hpt_ros.ros.dds_config`).
+  configuration is used; the transport creates its domain with that configuration plus
+  the settings Fast DDS 3 peers need (:func:`hpt_ros.ros.dds_config.transport_config`).
 
 Threading (while :meth:`DdsTransport.spin` runs):
 
@@ -37,14 +38,14 @@ from collections.abc import Callable
 from typing import Any
 
 from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
-from cyclonedds.domain import DomainParticipant
+from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from ._dds_binding import delete_entities, raw_take, raw_write
-from .dds_config import ensure_dds_config
+from .dds_config import transport_config
 from .idl import cdr
 from .idl.registry import MESSAGE_TYPES
 from .names import dds_topic_name, normalize_type_name
@@ -70,6 +71,35 @@ RAW_MIN_DEPTH = 1000
 _TAKE_BATCH = 256
 _ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 _WAIT_NS = duration(milliseconds=100)
+
+
+# domain id -> [Domain, number of transports using it]; a Cyclone domain exists once per process
+_DOMAINS: dict[int, list[Any]] = {}
+_DOMAINS_LOCK = threading.Lock()
+
+
+def _acquire_domain(domain_id: int) -> None:
+    with _DOMAINS_LOCK:
+        entry = _DOMAINS.get(domain_id)
+        if entry is None:
+            try:
+                entry = [Domain(domain_id, transport_config()), 0]
+            except Exception:  # noqa: BLE001 - the domain exists already (made outside this module)
+                entry = [None, 0]
+            _DOMAINS[domain_id] = entry
+        entry[1] += 1
+
+
+def _release_domain(domain_id: int) -> None:
+    with _DOMAINS_LOCK:
+        entry = _DOMAINS.get(domain_id)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _DOMAINS[domain_id]
+            if entry[0] is not None:
+                delete_entities(entry[0])
 
 
 def domain_id_from_env() -> int:
@@ -175,11 +205,12 @@ class DdsTransport(Transport):
         if self._parameters.get("use_sim_time"):
             self.logger.warning("%s: the dds transport runs on the wall clock; use_sim_time is ignored "
                                 "(bag time is the replay transport's)", node_name)
-        ensure_dds_config()
         self.domain_id = domain_id_from_env() if domain_id is None else int(domain_id)
+        _acquire_domain(self.domain_id)
         try:
             self._participant = DomainParticipant(self.domain_id)
         except Exception as exc:  # noqa: BLE001 - the binding raises DDSException
+            _release_domain(self.domain_id)
             raise TransportError(f"node {node_name!r}: cannot create a DDS participant in domain "
                                  f"{self.domain_id}: {exc}") from exc
         self._waitset = WaitSet(self._participant)
@@ -383,3 +414,4 @@ class DdsTransport(Transport):
             entities, self._entities = self._entities, []
         # children first (conditions, readers, writers, topics), then the waitset and participant
         delete_entities(*reversed(entities), self._waitset, self._participant)
+        _release_domain(self.domain_id)

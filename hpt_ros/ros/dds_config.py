@@ -38,6 +38,20 @@ profile has a single UDPv4 transport restricted to 127.0.0.1, the builtin transp
 metatraffic locator and initial peer: no multicast group is joined. When either is set
 the user chose a profile (a robot's network), and both are left alone.
 
+Fast DDS 3 (ROS 2 Kilted and later) announces XTypes type information that Cyclone DDS
+11 rejects: its sequence types carry element flags 0 (no TRY_CONSTRUCT), which Cyclone
+reports as "ddsi_xt_type_init_impl with invalid type object", and with
+``Compatibility/AllowInvalidTryConstruct`` the assignability check still fails on the
+nested final structs ("wr type not delimited"), so no type with a sequence (JointState,
+Image, ...) matches; Fast DDS 2 sends no type information and matches by type name. The
+``dds`` transport therefore gives its Cyclone domain :func:`transport_config`: the
+configuration above, preceded by :data:`CYCLONE_COMPATIBILITY_XML`
+(``Compatibility/IgnoreTypeInformation`` for eProsima's vendor id 1.15: endpoints of Fast
+DDS participants match by type name, as with Fast DDS 2; the bytes are the same XCDR1
+either way). It goes to ``dds_create_domain``, not into ``CYCLONEDDS_URI``, because the
+element does not exist in Cyclone 0.10 (rmw_cyclonedds_cpp of Humble / Jazzy), which
+rejects configurations with unknown elements.
+
 The XML follows the Cyclone DDS 0.10 / 11.x schema (``https://cdds.io/config``):
 ``General/Interfaces/NetworkInterface@address``, ``General/AllowMulticast``,
 ``General/DontRoute``, ``General/MaxMessageSize``, ``General/FragmentSize``,
@@ -51,12 +65,15 @@ import functools
 import os
 import pathlib
 
-__all__ = ["CYCLONEDDS_URI", "FASTDDS_PROFILES_VARIABLES", "ensure_dds_config", "fastdds_loopback_profile_path",
-           "loopback_config_path", "loopback_config_xml"]
+__all__ = ["CYCLONEDDS_URI", "CYCLONE_COMPATIBILITY_XML", "FASTDDS_PROFILES_VARIABLES", "ensure_dds_config",
+           "fastdds_loopback_profile_path", "loopback_config_path", "loopback_config_xml", "transport_config"]
 
 CYCLONEDDS_URI = "CYCLONEDDS_URI"
 #: Fast DDS 2.x, then 3.x: the variable naming the XML profiles file.
 FASTDDS_PROFILES_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+#: Cyclone DDS 11 settings of the dds transport's domain, before the user's or the loopback configuration.
+CYCLONE_COMPATIBILITY_XML = ("<CycloneDDS><Domain><Compatibility><IgnoreTypeInformation>1.15</IgnoreTypeInformation>"
+                             "</Compatibility></Domain></CycloneDDS>")
 
 
 def loopback_config_path() -> pathlib.Path:
@@ -105,3 +122,16 @@ def ensure_dds_config() -> str:
         return current
     os.environ[CYCLONEDDS_URI] = loopback_config_xml()
     return os.environ[CYCLONEDDS_URI]
+
+
+def transport_config() -> str:
+    """The Cyclone configuration of the ``dds`` transport's domain: :data:`CYCLONE_COMPATIBILITY_XML`
+    (Cyclone 11 and later), then :func:`ensure_dds_config`'s, whose settings win where both set one."""
+    import importlib.metadata
+
+    uri = ensure_dds_config()
+    try:
+        major = int(importlib.metadata.version("cyclonedds").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        major = 0
+    return f"{CYCLONE_COMPATIBILITY_XML},{uri}" if major >= 11 else uri
