@@ -10,13 +10,20 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import VIEW_ORDER_TOLERANCE, distinct_view_inputs, in_ci, swapped_views, view_order_error
 
 from hpt_ros.engine import TorchEngine, build_policy_for_spec
 from hpt_ros.engine.graph import action_range
 from hpt_ros.engine.torch_engine import _can_compile, action_error_percent
 from hpt_ros.spec import load_spec
 
-pytestmark = pytest.mark.skipif(not _can_compile(torch.device("cpu")), reason="no C++ compiler for AOTInductor")
+if not _can_compile(torch.device("cpu")):
+    # "aot" is the default bf16 CPU mode wherever a compiler exists (without one the default is
+    # "trace"); CI must prove the default, so there a missing compiler is a failure
+    if in_ci():
+        pytest.fail("CI=true but no C++ compiler (g++, c++ or clang++) for AOTInductor, the default bf16 CPU mode",
+                    pytrace=False)
+    pytest.skip("no C++ compiler for AOTInductor (install g++)", allow_module_level=True)
 
 
 def test_aot_equals_eager_and_is_cached(tmp_path, caplog):
@@ -39,8 +46,14 @@ def test_aot_equals_eager_and_is_cached(tmp_path, caplog):
         assert compiled.mode == "aot" and compiled.precision == "bf16"
         got = compiled.predict(images, state)
     assert any("compiling" in r.getMessage() for r in caplog.records)
-    # same bf16 graph, compiled: the two agree far better than bf16 vs fp32 (< 1 %)
+    # same bf16 graph, compiled: the two agree better than bf16 vs fp32 (measured ~0.2 % against ~0.7 %)
     assert action_error_percent(got, eager.predict(images, state), span) < 0.5
+    # a view swap moves the actions less than that on random frames: check the view order itself
+    # (same input shape as above: no second compile)
+    distinct, distinct_state = distinct_view_inputs(spec, batch=1)
+    assert view_order_error(compiled.predict, policy, distinct, distinct_state) < VIEW_ORDER_TOLERANCE
+    swapping = lambda im, st: compiled.predict(swapped_views(im), st)  # noqa: E731 - the bug it must catch
+    assert view_order_error(swapping, policy, distinct, distinct_state) > 3 * VIEW_ORDER_TOLERANCE
     packages = list(cache.glob("*.pt2"))
     assert len(packages) == 1
 

@@ -8,7 +8,14 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import engine_inputs, reference_actions
+from conftest import (
+    VIEW_ORDER_TOLERANCE,
+    distinct_view_inputs,
+    engine_inputs,
+    reference_actions,
+    swapped_views,
+    view_order_error,
+)
 import torch
 
 from hpt_ros.engine import EngineError, TorchEngine, build_policy_for_spec, load_engine
@@ -103,6 +110,21 @@ def test_bf16_within_one_percent_of_action_range(spec, policy):
         got = engine.predict(images, state)
         assert got.dtype == np.float32
         assert action_error_percent(got, reference(policy, images, state), span) < 1.0
+    # 1 % of range would not see a swapped pair of cameras: the engine must respond to a swap as fp32 does
+    images, state = distinct_view_inputs(spec, batch=2)
+    assert view_order_error(engine.predict, policy, images, state) < VIEW_ORDER_TOLERANCE
+
+
+@pytest.mark.parametrize(("precision", "mode"), [("bf16", "eager"), ("fp32", "trace")])
+def test_an_engine_that_swaps_the_views_is_caught(spec, policy, precision, mode):
+    engine = TorchEngine(policy, precision=precision, mode=mode, device="cpu")
+    images, state = distinct_view_inputs(spec, batch=2)
+
+    def swapping(images, state):  # the bug: cameras fed in the wrong order
+        return engine.predict(swapped_views(images), state)
+
+    assert view_order_error(engine.predict, policy, images, state) < VIEW_ORDER_TOLERANCE
+    assert view_order_error(swapping, policy, images, state) > 3 * VIEW_ORDER_TOLERANCE
 
 
 def test_reduced_precision_falls_back_when_off_tolerance(spec, policy, caplog):
@@ -170,3 +192,20 @@ def test_cv2_resize_path_close_to_graph_resize(spec, policy):
     # resized pixels are rounded to uint8 (<= 0.8 grey levels): a small, bounded change
     assert action_error_percent(engine.predict(images, state), want, span) < 0.2
     assert TorchEngine(policy, mode="eager", device="cpu").resize == "graph"  # fp32 default: exact
+
+
+def test_default_mode_works_without_a_compiler(spec, policy, monkeypatch):
+    """"auto" picks the compiled "aot" step for bf16 only where a C++ compiler exists; without
+    one the default engine still runs (traced) and gives the same bf16 actions."""
+    from hpt_ros.engine import torch_engine
+
+    monkeypatch.delenv("HPT_ROS_TORCH_MODE", raising=False)
+    monkeypatch.setattr(torch_engine, "_can_compile", lambda device: False)
+    engine = TorchEngine(policy, precision="bf16", device="cpu")
+    assert engine.mode == "trace" and engine.precision == "bf16"
+    images, state = inputs(spec)
+    eager = TorchEngine(policy, precision="bf16", mode="eager", device="cpu")
+    span = action_range(policy).numpy()
+    assert action_error_percent(engine.predict(images, state), eager.predict(images, state), span) < 0.5
+    monkeypatch.setattr(torch_engine, "_can_compile", lambda device: True)
+    assert engine._resolve_mode("auto", "bf16") == "aot" and engine._resolve_mode("auto", "fp32") == "trace"
