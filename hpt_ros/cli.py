@@ -50,11 +50,12 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
 _SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("demo", "closed-loop demo: fake Franka FR3 + policy node over DDS on loopback", "hpt_ros.nodes.demo"),
     ("policy", "run the policy node over DDS (no ROS 2 install needed)", "hpt_ros.nodes.policy_node"),
-    ("fake-robot", "run the fake Franka FR3 (joint states + two cameras) over DDS", "hpt_ros.nodes.fake_robot"),
+    ("fake-robot", "run the simulated Franka (MuJoCo: joint states + two cameras) over DDS", "hpt_ros.nodes.fake_robot"),
     ("record", "record teleoperated episodes into rosbag2 (mcap)", "hpt_ros.nodes.teleop_recorder"),
     ("teleop", "scripted teleoperator for the fake robot (demonstrations with no human)", "hpt_ros.nodes.scripted_teleop"),
     ("export-onnx", "export a checkpoint's whole policy to one ONNX file", "hpt_ros.engine.export"),
     ("eval", "replay-evaluate a policy on recorded bags", "hpt_ros.evaluate.cli"),
+    ("sim-eval", "closed-loop success rate of a policy on the simulated robot", "hpt_ros.evaluate.sim_eval"),
     ("train", "fine-tune stems and head over a pretrained HPT trunk", "hpt_ros.train.cli"),
 ]
 

@@ -1,8 +1,8 @@
 """Replay evaluation on bags recorded from the simulator, checked against an independent computation.
 
-The bags are written here with ``EpisodeWriter`` from the fake FR3 (``KinematicArm``,
-``FeedDogScene`` frames of 128x96, JointState at 100 Hz, ScriptedTeleoperator commands
-at 15 Hz, every message serialised with the package's IDL structs), and the policy is a
+The bags are written here with ``EpisodeWriter`` from the simulated Franka (``FeedDogSim``
+physics, ``SceneRenderer`` frames of 128x96, JointState at 100 Hz, ``FeedDogExpert``
+commands at 15 Hz, every message serialised with the package's IDL structs), and the policy is a
 tiny random-init checkpoint. The test then recomputes what the evaluation must report
 without the replay machinery: it reads the bag with the ``rosbags`` dataclasses, builds
 each tick's observation with its own latest-at-or-before logic, runs the engine, applies
@@ -26,7 +26,7 @@ from hpt_ros.evaluate.api import evaluate_bags
 from hpt_ros.evaluate.cli import _strip_ros_args, build_arg_parser, cli
 from hpt_ros.ros import messages
 from hpt_ros.ros.idl import new_message
-from hpt_ros.sim import FeedDogScene, KinematicArm, ScriptedTeleoperator
+from hpt_ros.sim import FeedDogExpert, FeedDogSim, SceneRenderer
 from hpt_ros.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,17 +43,17 @@ def write_sim_episode(path: Path, spec: Any, *, episode: int = 0, duration_s: fl
                       camera_gap: tuple[str, float, float] | None = None,
                       omit: tuple[str, ...] = (), retype: dict[str, str] | None = None,
                       enable: list[tuple[float, bool]] | None = None) -> Path:
-    """One teleoperated episode of the fake FR3 as a rosbag2 (mcap) bag.
+    """One teleoperated episode of the simulated Franka as a rosbag2 (mcap) bag.
 
     ``omit``: topics left out; ``retype``: topics written as another type (Float64MultiArray);
     ``enable``: (time, value) messages on the spec's enable topic.
     """
-    scene = FeedDogScene(seed=0, episode=episode)
-    arm = KinematicArm.from_spec(spec)
-    teleop = ScriptedTeleoperator(scene, spec.action.arm_joints, rng=episode, rate_hz=spec.rate_hz)
+    sim = FeedDogSim(seed=0, episode=episode)
+    renderer = SceneRenderer(sim.model, width, height)
     cams, js = spec.image_sensors, spec.state_sensors[0]
     cmd, grip = spec.action.command, spec.action.gripper
     action_names = list(spec.action.arm_joints) + [grip.joint]
+    teleop = FeedDogExpert(*spec.joint_limits_arrays(action_names), rate_hz=spec.rate_hz, rng=episode)
     topics = {js.topic: js.type, cmd.topic: cmd.type, grip.topic: grip.type, **{c.topic: c.type for c in cams}}
     if enable is not None:
         topics[spec.safety.enable_topic] = "std_msgs/msg/Bool"
@@ -77,23 +77,22 @@ def write_sim_episode(path: Path, spec: Any, *, episode: int = 0, duration_s: fl
             writer.write(topic, START_NS + t, msg.serialize())
 
         for t, _, kind in events:
-            arm.step((t - last) / 1e9)
+            sim.step((t - last) / 1e9)
             last = t
             stamp = (START_NS + t) / 1e9
             if kind == "js":
-                m = messages.fill_joint_state(new_message("sensor_msgs/msg/JointState"), list(arm.names),
-                                              arm.positions(), velocities=arm.velocities(), stamp_s=stamp)
+                m = messages.fill_joint_state(new_message("sensor_msgs/msg/JointState"), list(sim.joint_names()),
+                                              sim.joint_positions(), velocities=sim.joint_velocities(), stamp_s=stamp)
                 write(js.topic, t, m)
             elif kind == "cam":
-                q = arm.positions(action_names)
-                for sensor, rgb in zip(cams, scene.render(q[:7], float(q[7]), width=width, height=height)):
+                for sensor, rgb in zip(cams, renderer.render(*sim.snapshot())):
                     if camera_gap and sensor.name == camera_gap[0] and camera_gap[1] <= t / 1e9 < camera_gap[2]:
                         continue
                     write(sensor.topic, t, messages.numpy_to_image(new_message("sensor_msgs/msg/Image"), rgb, "rgb8",
                                                                    stamp_s=stamp, frame_id=sensor.name))
             elif kind == "cmd":
-                target = teleop(arm.positions(action_names))
-                arm.set_target(action_names, target)
+                target = teleop.next_target(sim.joint_positions()[:8], sim.treat_position(), sim.layout.bowl_xy)
+                sim.set_targets(action_names, target)
                 write(cmd.topic, t, messages.fill_joint_trajectory(new_message(cmd.type), spec.action.arm_joints,
                                                                    target[:7], stamp, spec.period_s))
                 write(grip.topic, t, messages.fill_float64_multi_array(new_message(grip.type), [target[7]]))

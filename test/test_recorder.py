@@ -211,8 +211,8 @@ def joint_positions(msgs: list[tuple[int, bytes, Any]]) -> np.ndarray:
 
 def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Control, tmp_path: Path) -> None:
     from hpt_ros.nodes.fake_robot import load_task
+    from hpt_ros.sim.feed_dog import episode_layout
     from hpt_ros.sim.kinematics import tcp_position
-    from hpt_ros.sim.scene import FeedDogScene
 
     out = tmp_path / "demos"
     procs = Procs(tmp_path)
@@ -252,7 +252,7 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
     episodes = list_episodes(out)
     assert [e.path.name for e in episodes] == [f"episode_{i:04d}" for i in range(4)]
     task = load_task("feed_dog")
-    bowls = [FeedDogScene.from_task(task, 0, k).target_position[:2] for k in (0, 1)]
+    treats = [np.array(episode_layout(task, 0, k).treat_xy) for k in (0, 1)]
 
     # the two auto episodes: complete, metadata, every topic at about its rate, a fresh scene each
     for k in (0, 1):
@@ -278,8 +278,8 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
         q = joint_positions(data["/joint_states"])
         assert np.abs(q[0] - READY).max() < 0.05, "the episode starts from the reset pose"
         start, end = tcp_position(q[0])[:2], tcp_position(q[-1])[:2]
-        assert np.linalg.norm(end - bowls[k]) < np.linalg.norm(start - bowls[k]) - 0.05, "moved towards its bowl"
-        assert np.linalg.norm(end - bowls[k]) < np.linalg.norm(end - bowls[1 - k]), "this episode's bowl"
+        assert np.linalg.norm(end - treats[k]) < np.linalg.norm(start - treats[k]) - 0.05, "moved towards its treat"
+        assert np.linalg.norm(end - treats[k]) < np.linalg.norm(end - treats[1 - k]), "this episode's treat"
         commands = data[SPEC.action.command.topic]
         assert list(commands[-1][2].joint_names) == list(SPEC.action.arm_joints)
 

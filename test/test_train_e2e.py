@@ -75,20 +75,21 @@ def test_trained_policy_beats_the_constant_and_untrained_baselines(tmp_path, cap
     from hpt_ros.data import list_episodes
     from hpt_ros.model import load_checkpoint, read_state_dict, save_checkpoint, trunk_sha256
     from hpt_ros.nodes.fake_robot import load_task
-    from hpt_ros.sim import FeedDogScene
+    from hpt_ros.sim.feed_dog import episode_layout
     from hpt_ros.train.baselines import constant_action_policy
     from hpt_ros.train.sim_demos import record_sim_episodes
 
     trunk = require_shared("hpt_official", "tiny_trunk.pt")
     t0 = time.perf_counter()
-    record_sim_episodes(tmp_path / "train", SPEC, TRAIN_EPISODES, seed=0, duration_s=DURATION_S)
-    record_sim_episodes(tmp_path / "test", SPEC, TEST_EPISODES, seed=11, duration_s=DURATION_S)
+    small = {"width": 160, "height": 120}
+    record_sim_episodes(tmp_path / "train", SPEC, TRAIN_EPISODES, seed=0, duration_s=DURATION_S, **small)
+    record_sim_episodes(tmp_path / "test", SPEC, TEST_EPISODES, seed=11, duration_s=DURATION_S, **small)
     test_bags = [e.path for e in list_episodes(tmp_path / "test")]
     assert len(test_bags) == TEST_EPISODES and len(list_episodes(tmp_path / "train")) == TRAIN_EPISODES
-    # the held-out bowls are not where any training bowl was (scene = (seed, episode index))
+    # the held-out treats are not where any training treat was (scene = (seed, episode index))
     task = load_task("feed_dog")
-    bowl = lambda seed, i: FeedDogScene.from_task(task, seed, i).target_position[:2]  # noqa: E731
-    gaps = [np.linalg.norm(bowl(11, j) - bowl(0, i)) for j in range(TEST_EPISODES) for i in range(TRAIN_EPISODES)]
+    treat = lambda seed, i: np.array(episode_layout(task, seed, i).treat_xy)  # noqa: E731
+    gaps = [np.linalg.norm(treat(11, j) - treat(0, i)) for j in range(TEST_EPISODES) for i in range(TRAIN_EPISODES)]
     assert min(gaps) > 0.01
     t_record = time.perf_counter() - t0
 

@@ -4,16 +4,17 @@
     (``hpt-ros teleop ...`` once the dispatcher lists it; ``ros2 run hpt_ros scripted_teleop``
     once setup.py lists ``scripted_teleop = hpt_ros.nodes.scripted_teleop:main``)
 
-Subscribes to the spec's JointState topic and, at the spec's control rate, follows
-:class:`~hpt_ros.sim.teleop.ScriptedTeleoperator` — the hand moves over the dog bowl it
-"sees" (the episode's scene) and opens the gripper, with Gaussian noise on the arm
-targets — publishing what a person's teleop rig would: the spec's command (a one-point
+Subscribes to the spec's JointState topic and the simulated treat's pose
+(``/fake_robot/treat_pose``: what a person would see) and, at the spec's control rate,
+follows :class:`~hpt_ros.sim.expert.FeedDogExpert` — pick the treat, carry it over the
+bowl, drop it, with recovery noise on the arm targets (``noise``, ``perturbation``) —
+publishing what a person's teleop rig would: the spec's command (a one-point
 JointTrajectory on the command topic, or Float64MultiArray / JointState) and the gripper
 target (Float64MultiArray ``[finger]``) on the gripper topic.
 
 ``/fake_robot/reset`` (std_msgs/Float64MultiArray ``[episode]``) starts over with that
-episode's scene: the same ``seed``, ``episode`` and ``task`` parameters as the fake robot
-give the same bowl. After a reset it waits ``reset_hold_s`` for joint states of the
+episode: the same ``seed``, ``episode`` and ``task`` parameters as the fake robot give
+the same bowl. After a reset it waits ``reset_hold_s`` for joint states of the
 reset arm before commanding again (a command computed from a pre-reset pose would pull
 the arm back).
 
@@ -35,11 +36,11 @@ import numpy as np
 from hpt_ros.nodes.runner import as_bool, run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, Transport
-from hpt_ros.sim.scene import FeedDogScene
-from hpt_ros.sim.teleop import ScriptedTeleoperator
+from hpt_ros.sim.expert import FeedDogExpert
+from hpt_ros.sim.feed_dog import episode_layout
 from hpt_ros.spec import RobotSpec, load_spec
 
-from .fake_robot import RESET_TOPIC, load_task
+from .fake_robot import RESET_TOPIC, TREAT_POSE_TOPIC, load_task
 
 __all__ = ["RECORDER_STATUS_TOPIC", "ScriptedTeleopNode", "cli", "main"]
 
@@ -48,7 +49,7 @@ RECORDER_STATUS_TOPIC = "/hpt_recorder/status"
 
 
 class ScriptedTeleopNode:
-    """ScriptedTeleoperator on a transport: joint states in, the spec's commands out."""
+    """FeedDogExpert on a transport: joint states and the treat's pose in, the spec's commands out."""
 
     def __init__(self, transport: Transport, spec: RobotSpec | None = None):
         self.transport = transport
@@ -59,7 +60,8 @@ class ScriptedTeleopNode:
         self.task = load_task(str(p("task", "feed_dog", "task YAML or name in config/tasks")))
         self.seed = int(p("seed", 0, "scene seed (the fake robot's)"))
         episode = int(p("episode", 0, "first episode index (the fake robot's)"))
-        self.noise = float(p("noise", 0.002, "Gaussian noise on the arm targets [rad]"))
+        self.noise = float(p("noise", 0.01, "Gaussian noise on the arm targets [rad]"))
+        self.perturbation = float(p("perturbation", 0.03, "occasional larger perturbations of the arm targets [rad]"))
         rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
         self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
         self.follow_recorder = as_bool(p("follow_recorder", True, "move only while the recorder records"))
@@ -74,10 +76,10 @@ class ScriptedTeleopNode:
         self.arm_joints = tuple(action.arm_joints)
         self._read_joints = list(self.arm_joints) + [action.gripper.joint]
         self._state_topic = spec.state_sensors[0].topic
-        lower, upper, velocity = spec.joint_limits_arrays(self.arm_joints)
-        self._limits = {"lower": lower, "upper": upper, "velocity": velocity}
+        self._limits = spec.joint_limits_arrays(self._read_joints)
         self._lock = threading.Lock()
         self._q: np.ndarray | None = None
+        self._treat: np.ndarray | None = None
         self._resume_at = 0.0
         self.recorder_state: str | None = None  # None: no recorder seen
         self.episode = episode
@@ -88,19 +90,26 @@ class ScriptedTeleopNode:
         self._gripper_pub = transport.create_publisher(action.gripper.topic, action.gripper.type, QOS_DEFAULT)
         transport.create_subscription(self._state_topic, "sensor_msgs/msg/JointState", self._on_joint_state,
                                       QOS_DEFAULT)
+        transport.create_subscription(TREAT_POSE_TOPIC, "geometry_msgs/msg/PoseStamped", self._on_treat_pose,
+                                      QOS_DEFAULT)
         transport.create_subscription(RESET_TOPIC, "std_msgs/msg/Float64MultiArray", self._on_reset, QOS_DEFAULT)
         if self.follow_recorder:
             transport.create_subscription(status_topic, "std_msgs/msg/String", self._on_recorder_status, QOS_LATCHED)
         transport.create_timer(1.0 / self.rate_hz, self._on_tick, group="teleop")
         self.log.info("scripted teleoperator: %s at %g Hz -> %s + %s, episode %d, bowl at %s", spec.name,
                       self.rate_hz, action.command.topic, action.gripper.topic, episode,
-                      np.round(self.teleop.scene.target_position, 3).tolist())
+                      np.round(self.bowl_xy, 3).tolist())
 
-    def _make_teleop(self, episode: int) -> ScriptedTeleoperator:
-        scene = FeedDogScene.from_task(self.task, self.seed, episode)
-        return ScriptedTeleoperator(
-            scene, self.arm_joints, rng=np.random.default_rng([self.seed, episode, 7]), noise=self.noise,
-            rate_hz=self.rate_hz, max_velocity_fraction=self.spec.safety.max_velocity_fraction, **self._limits)
+    def _make_teleop(self, episode: int) -> FeedDogExpert:
+        if sorted(self.arm_joints) != sorted(f"fr3_joint{i}" for i in range(1, 8)):
+            raise ValueError(f"{self.spec.source}: the feed-dog expert drives the 7 FR3 arm joints, "
+                             f"the spec's action has {list(self.arm_joints)}")
+        self.bowl_xy = episode_layout(self.task, self.seed, episode).bowl_xy
+        lower, upper, velocity = self._limits
+        return FeedDogExpert(lower, upper, velocity, rate_hz=self.rate_hz,
+                             max_velocity_fraction=self.spec.safety.max_velocity_fraction,
+                             rng=np.random.default_rng([self.seed, episode, 7]), noise=self.noise,
+                             perturbation=self.perturbation)
 
     # -- callbacks -----------------------------------------------------------------------------
     def _on_joint_state(self, msg: Any) -> None:
@@ -111,14 +120,19 @@ class ScriptedTeleopNode:
         with self._lock:
             self._q = q
 
+    def _on_treat_pose(self, msg: Any) -> None:
+        treat = messages.pose_to_array(msg, topic=TREAT_POSE_TOPIC)[:3]
+        with self._lock:
+            self._treat = treat
+
     def _on_reset(self, msg: Any) -> None:
         data = list(msg.data)
         episode = int(data[0]) if data else self.episode + 1
-        teleop = self._make_teleop(episode)
         with self._lock:
-            self.teleop, self.episode, self._q = teleop, episode, None
+            self.teleop = self._make_teleop(episode)
+            self.episode, self._q, self._treat = episode, None, None
             self._resume_at = self.transport.now() + self.reset_hold_s
-        self.log.info("episode %d: bowl at %s", episode, np.round(teleop.scene.target_position, 3).tolist())
+        self.log.info("episode %d: bowl at %s", episode, np.round(self.bowl_xy, 3).tolist())
 
     def _on_recorder_status(self, msg: Any) -> None:
         try:
@@ -131,12 +145,12 @@ class ScriptedTeleopNode:
     def _on_tick(self) -> None:
         now = self.transport.now()
         with self._lock:
-            q, teleop = self._q, self.teleop
-            if q is None or now < self._resume_at:
+            q, teleop, treat = self._q, self.teleop, self._treat
+            if q is None or treat is None or now < self._resume_at:
                 return
             if self.recorder_state not in (None, "recording"):
                 return  # a recorder is running but not recording: hold, like an operator waiting
-            target = teleop.next_target(q)
+            target = teleop.next_target(q, treat, self.bowl_xy)
         self._publish(target[:7], float(target[7]), now)
 
     def _publish(self, arm: np.ndarray, finger: float, stamp: float) -> None:
@@ -178,14 +192,16 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     parser.add_argument("--task", default="feed_dog", help="task YAML or name (as given to the fake robot)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (as given to the fake robot)")
     parser.add_argument("--episode", type=int, default=0, help="first episode (as given to the fake robot)")
-    parser.add_argument("--noise", type=float, default=0.002, help="noise on arm targets [rad] (default 0.002)")
+    parser.add_argument("--noise", type=float, default=0.01, help="noise on arm targets [rad] (default 0.01)")
+    parser.add_argument("--perturbation", type=float, default=0.03,
+                        help="occasional larger perturbations of the arm targets [rad] (default 0.03)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="command rate (default: the spec's)")
     parser.add_argument("--no-follow-recorder", action="store_true",
                         help="move even while a teleop recorder is running but not recording")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     parameters = {"robot_config": args.robot, "task": args.task, "seed": args.seed, "episode": args.episode,
-                  "noise": args.noise, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
+                  "noise": args.noise, "perturbation": args.perturbation, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
     return run_node(ScriptedTeleopNode, "dds", "scripted_teleop", parameters=parameters, duration_s=args.duration)
 
 

@@ -1,31 +1,27 @@
-"""The fake Franka FR3: kinematics, a rate-limited kinematic arm, the feed-dog scene and a scripted teleoperator.
+"""The simulated Franka feeding a dog: MuJoCo physics and rendering, and a scripted expert.
 
-Pure numpy + OpenCV, no ROS: ``hpt_ros.nodes`` wires these into the fake robot node.
+No ROS: ``hpt_ros.nodes`` wires these into the fake robot and the scripted teleoperator.
 
-- ``kinematics``: FR3 forward kinematics (Franka's modified DH), Jacobian, DLS IK step.
-- ``arm``: ``KinematicArm``, joints moving toward clamped targets at their velocity limits.
-- ``camera``: pinhole cameras, projection, near-plane clipping.
-- ``scene``: ``FeedDogScene``, table + bowl + treat per episode; renders wrist and third-person RGB.
-- ``teleop``: ``ScriptedTeleoperator``, demonstrations that bring the hand over the bowl.
+- ``kinematics``: Franka forward kinematics (Franka's modified DH), Jacobian, DLS IK step.
+- ``mjcf``: the MuJoCo model (the Panda meshes of ``dm-robotics-panda`` with FR3 joints
+  and limits, position actuators, a table, a bowl, a treat, a dog, two cameras).
+- ``meshes``: light render copies of the arm's meshes.
+- ``feed_dog``: ``FeedDogSim`` (physics, seeded episodes, success judged by physics) and
+  ``SceneRenderer`` (offscreen EGL/OSMesa rendering of the two cameras).
+- ``expert``: ``FeedDogExpert``, demonstrations that pick the treat and drop it into the bowl.
 """
 
-from .arm import ARM_JOINTS, FINGER_JOINT, FINGER_MAX, FR3_LIMITS, MIRROR_FINGER_JOINT, KinematicArm
-from .camera import Camera
+from .expert import FeedDogExpert
+from .feed_dog import EpisodeLayout, FeedDogSim, SceneRenderer, episode_layout
 from .kinematics import READY_POSE, forward_kinematics, ik_step, jacobian, tcp_pose, tcp_position
-from .scene import FeedDogScene
-from .teleop import ScriptedTeleoperator
 
 __all__ = [
-    "ARM_JOINTS",
-    "Camera",
-    "FINGER_JOINT",
-    "FINGER_MAX",
-    "FR3_LIMITS",
-    "FeedDogScene",
-    "KinematicArm",
-    "MIRROR_FINGER_JOINT",
+    "EpisodeLayout",
+    "FeedDogExpert",
+    "FeedDogSim",
     "READY_POSE",
-    "ScriptedTeleoperator",
+    "SceneRenderer",
+    "episode_layout",
     "forward_kinematics",
     "ik_step",
     "jacobian",

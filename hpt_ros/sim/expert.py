@@ -1,0 +1,158 @@
+"""The scripted feed-the-dog expert: pick the treat, carry it over the bowl, drop it.
+
+Stands in for a person with a space mouse when recording demonstrations. It sees what a
+person would (where the treat and the bowl are) and, one control tick at a time, turns
+the measured joint positions into the next joint target (7 arm joints + the finger):
+
+``approach`` (TCP above the treat) -> ``descend`` (fingers around it) -> ``grasp`` (close)
+-> ``lift`` -> ``carry`` (above the bowl) -> ``release`` (open) -> ``done`` (hold above).
+
+The TCP reference moves along straight lines at ``speed`` m/s; each tick's joint target
+is the reference pose solved by damped-least-squares IK (``kinematics.ik_step``, tool
+pointing down), limited to ``max_velocity_fraction`` of the velocity limits, the same
+step the policy node's safety filter allows. It reacts to what happens: a treat that
+slips out (the fingers close on nothing) sends it back to ``approach`` at the treat's
+new place.
+
+Recovery data (DART-style): with ``noise`` > 0 the published arm targets carry Gaussian
+noise [rad] and, in a few random ticks, a larger ``perturbation`` that the arm follows;
+the reference itself stays clean, so the next targets are the expert's correction from
+wherever the noise pushed the arm. A policy trained on these sees off-path states
+paired with the way back.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .kinematics import READY_POSE, forward_kinematics, ik_step, TCP_INDEX
+
+__all__ = ["FeedDogExpert", "PHASES"]
+
+PHASES = ("approach", "descend", "grasp", "lift", "carry", "release", "done")
+FINGER_OPEN = 0.04
+
+
+class FeedDogExpert:
+    """Joint targets, one tick at a time. ``lower``/``upper``/``velocity``: 7 arm joints, then the finger."""
+
+    def __init__(
+        self,
+        lower: ArrayLike,
+        upper: ArrayLike,
+        velocity: ArrayLike,
+        *,
+        rate_hz: float = 15.0,
+        max_velocity_fraction: float = 0.5,
+        rng: np.random.Generator | int | None = 0,
+        noise: float = 0.0,
+        perturbation: float = 0.0,
+        speed: float = 0.22,
+        hover_height: float = 0.12,
+        grasp_height: float = 0.022,
+        carry_height: float = 0.16,
+        release_height: float = 0.09,
+    ) -> None:
+        self.lower = np.asarray(lower, dtype=np.float64).reshape(8)
+        self.upper = np.asarray(upper, dtype=np.float64).reshape(8)
+        self.velocity = np.asarray(velocity, dtype=np.float64).reshape(8)
+        self.dt = 1.0 / float(rate_hz)
+        self.max_step = float(max_velocity_fraction) * self.velocity * self.dt
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.noise = float(noise)
+        self.perturbation = float(perturbation)
+        self.speed = float(speed)
+        self.hover_height = float(hover_height)
+        self.grasp_height = float(grasp_height)
+        self.carry_height = float(carry_height)
+        self.release_height = float(release_height)
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = PHASES[0]
+        self._ref_q: NDArray[np.float64] | None = None
+        self._ref_tcp: NDArray[np.float64] | None = None
+        self._finger = FINGER_OPEN
+        self._phase_ticks = 0
+        self.regrasps = 0
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def _goal(self, treat: NDArray[np.float64], bowl_xy: Sequence[float]) -> NDArray[np.float64]:
+        bowl = np.array([bowl_xy[0], bowl_xy[1], 0.0])
+        if self.phase == "approach":
+            return np.array([treat[0], treat[1], self.hover_height])
+        if self.phase in ("descend", "grasp"):
+            return np.array([treat[0], treat[1], self.grasp_height])
+        if self.phase == "lift":
+            assert self._ref_tcp is not None
+            return np.array([self._ref_tcp[0], self._ref_tcp[1], self.carry_height])
+        if self.phase == "carry":
+            return bowl + [0.0, 0.0, self.carry_height]
+        return bowl + [0.0, 0.0, self.release_height]
+
+    def _advance(self, reached: bool, finger: float) -> None:
+        """Phase changes from the reference having reached its goal and the measured finger."""
+        self._phase_ticks += 1
+        nxt = None
+        if self.phase in ("approach", "descend", "carry") and reached:
+            nxt = {"approach": "descend", "descend": "grasp", "carry": "release"}[self.phase]
+        elif self.phase == "grasp" and self._finger <= max(finger - 0.008, 0.0) and self._phase_ticks * self.dt > 0.2:
+            # the fingers stopped on the treat and the command squeezes it
+            nxt = "lift"
+        elif self.phase == "lift" and reached:
+            nxt = "carry"
+        elif self.phase == "release" and finger > 0.03:
+            nxt = "done"
+        if self.phase in ("lift", "carry") and finger < 0.006:  # closed on nothing: the treat is not in hand
+            nxt, self.regrasps = "approach", self.regrasps + 1
+        if nxt is not None:
+            self.phase, self._phase_ticks = nxt, 0
+
+    def next_target(self, positions: ArrayLike, treat: ArrayLike, bowl_xy: Sequence[float]) -> NDArray[np.float64]:
+        """The next target (8,) from the measured ``positions`` (7 arm joints + finger), the treat and the bowl."""
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if pos.shape[0] < 8:
+            raise ValueError(f"need 7 arm joints and the finger, got {pos.shape[0]} positions")
+        treat = np.asarray(treat, dtype=np.float64).reshape(3)
+        if self._ref_q is None:
+            self._ref_q = pos[:7].copy()
+            self._ref_tcp = forward_kinematics(self._ref_q)[TCP_INDEX][:3, 3].copy()
+        assert self._ref_tcp is not None
+        goal = self._goal(treat, bowl_xy)
+        error = goal - self._ref_tcp
+        dist = float(np.linalg.norm(error))
+        speed = self.speed * (0.5 if self.phase in ("descend", "lift") else 1.0)
+        reach = speed * self.dt
+        self._ref_tcp = self._ref_tcp + (error if dist <= reach else error * (reach / dist))
+        tcp_measured = forward_kinematics(pos[:7])[TCP_INDEX][:3, 3]
+        reached = dist < 1e-3 and float(np.linalg.norm(tcp_measured - goal)) < 0.012
+        self._advance(reached, float(pos[7]))
+
+        # the clean reference: IK iterations from the previous reference toward the reference pose
+        q = self._ref_q.copy()
+        for _ in range(3):
+            q = q + ik_step(q, self._ref_tcp, gain=1.0, damping=0.03, posture=READY_POSE, posture_gain=0.1)
+        step = np.clip(q - self._ref_q, -self.max_step[:7], self.max_step[:7])
+        self._ref_q = np.clip(self._ref_q + step, self.lower[:7], self.upper[:7])
+
+        # the finger ramps toward open or closed at the allowed rate
+        want = 0.0 if self.phase in ("grasp", "lift", "carry") else FINGER_OPEN
+        self._finger += float(np.clip(want - self._finger, -self.max_step[7], self.max_step[7]))
+
+        arm = self._ref_q.copy()
+        # like a careful operator, it shakes less with the fingers at the treat
+        care = 0.25 if self.phase in ("descend", "grasp", "lift") else 1.0
+        if self.noise > 0:
+            arm = arm + self.rng.normal(0.0, care * self.noise, 7)
+        if self.perturbation > 0 and self.rng.random() < 0.03:
+            arm = arm + self.rng.normal(0.0, care * self.perturbation, 7)
+        # never a bigger jump from the measured pose than the safety filter would allow
+        arm = np.clip(arm, pos[:7] - 2 * self.max_step[:7], pos[:7] + 2 * self.max_step[:7])
+        arm = np.clip(arm, self.lower[:7], self.upper[:7])
+        return np.append(arm, self._finger)

@@ -1,0 +1,82 @@
+"""The scripted feed-the-dog expert, closed loop on the MuJoCo physics (no ROS)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpt_ros.sim import mjcf  # sets MUJOCO_GL before mujoco is imported
+
+from conftest import require_module
+
+require_module("mujoco")
+
+from hpt_ros.sim.expert import PHASES, FeedDogExpert  # noqa: E402
+from hpt_ros.sim.feed_dog import FeedDogSim  # noqa: E402
+from hpt_ros.spec import load_spec  # noqa: E402
+
+SPEC = load_spec("franka_fr3")
+NAMES = list(SPEC.action.joints)
+RATE = SPEC.rate_hz
+
+
+def _expert(seed: int, **kw) -> FeedDogExpert:
+    return FeedDogExpert(*SPEC.joint_limits_arrays(NAMES), rate_hz=RATE,
+                         max_velocity_fraction=SPEC.safety.max_velocity_fraction, rng=seed, **kw)
+
+
+def _run(sim: FeedDogSim, expert: FeedDogExpert, seconds: float, on_tick=None):
+    phases, targets = [], []
+    for k in range(int(seconds * RATE)):
+        q = sim.joint_positions()[:8]
+        target = expert.next_target(q, sim.treat_position(), sim.layout.bowl_xy)
+        targets.append(target)
+        phases.append(expert.phase)
+        sim.set_targets(NAMES, target)
+        sim.step(1.0 / RATE)
+        if on_tick is not None:
+            on_tick(k, sim, expert)
+    return phases, np.array(targets)
+
+
+@pytest.mark.parametrize("episode", [0, 5])
+def test_the_expert_feeds_the_dog_through_every_phase_within_the_step_limit(episode: int) -> None:
+    sim = FeedDogSim(seed=21, episode=episode)
+    expert = _expert(episode, noise=0.01, perturbation=0.03)
+    phases, targets = _run(sim, expert, 12.0)
+    assert sim.success() and sim.time_to_success is not None and sim.time_to_success < 11.0
+    seen = list(dict.fromkeys(phases))
+    assert seen == list(PHASES), seen
+    # never a target further from the last one than twice the safety filter's per-tick step, plus the noise
+    max_step = SPEC.safety.max_velocity_fraction * SPEC.joint_limits_arrays(NAMES)[2] / RATE
+    steps = np.abs(np.diff(targets, axis=0))
+    assert (steps[:, 7] <= max_step[7] + 1e-9).all(), "the finger ramps at the allowed rate"
+    assert (steps[:, :7] <= 2 * max_step[:7] + 0.2).all()
+
+
+def test_a_treat_that_slips_out_is_picked_again() -> None:
+    sim = FeedDogSim(seed=21, episode=1)
+    expert = _expert(1)
+    dropped = []
+
+    def knock_out(k, sim, expert):
+        if expert.phase == "carry" and not dropped:  # the treat leaves the hand mid-way
+            a = sim._treat_qpos
+            sim.data.qpos[a:a + 7] = [0.55, -0.05, mjcf.TREAT_HALF_HEIGHT + 0.002, 1, 0, 0, 0]
+            sim.data.qvel[sim._treat_dof:sim._treat_dof + 6] = 0
+            dropped.append(k)
+
+    phases, _ = _run(sim, expert, 20.0, knock_out)
+    assert dropped, "the expert never carried the treat"
+    after = phases[dropped[0]:]
+    assert "approach" in after and expert.regrasps == 1
+    assert sim.success()
+
+
+def test_the_noise_is_seeded_and_the_input_checked() -> None:
+    a = _run(FeedDogSim(seed=2, episode=0), _expert(4, noise=0.01), 1.0)[1]
+    b = _run(FeedDogSim(seed=2, episode=0), _expert(4, noise=0.01), 1.0)[1]
+    c = _run(FeedDogSim(seed=2, episode=0), _expert(5, noise=0.01), 1.0)[1]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    with pytest.raises(ValueError, match="7 arm joints and the finger"):
+        _expert(0).next_target(np.zeros(7), np.zeros(3), (0.4, 0.3))
