@@ -61,6 +61,7 @@ setup(
         "console_scripts": [
             "hpt-ros = hpt_ros.cli:main",
             "policy_node = hpt_ros.nodes.policy_node:main",
+            "policy_lifecycle_node = hpt_ros.nodes.policy_lifecycle_node:main",
             "teleop_recorder = hpt_ros.nodes.teleop_recorder:main",
             "fake_robot = hpt_ros.nodes.fake_robot:main",
             "scripted_teleop = hpt_ros.nodes.scripted_teleop:main",

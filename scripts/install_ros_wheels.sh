@@ -16,7 +16,7 @@ case "${1:-}" in
     packages=("ros-jazzy-rclpy[fastrtps]")
     for m in $MESSAGES; do packages+=("ros-jazzy-$m"); done
     # torch pinned: the CPU wheel, not the CUDA one an unpinned resolve pulls in
-    packages+=("torch==2.13.0" -e ".[dev]")
+    packages+=("torch==2.13.0" "pytest>=7" -e .)
     ;;
   kilted)
     VENV=${HPT_ROS_KILTED_VENV:-.venv-kilted}

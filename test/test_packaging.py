@@ -15,8 +15,10 @@ import pytest
 
 from conftest import ROOT
 
-EXECUTABLES = ("policy_node", "teleop_recorder", "fake_robot", "scripted_teleop", "replay_eval", "hpt-ros")
-_SKIP = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "__pycache__", "*.egg-info", ".pytest_cache")
+EXECUTABLES = ("policy_node", "policy_lifecycle_node", "teleop_recorder", "fake_robot", "scripted_teleop",
+               "replay_eval", "hpt-ros")
+_SKIP = shutil.ignore_patterns(".git", ".venv", ".venv-*", "build", "install", "log", "__pycache__", "*.egg-info",
+                               ".pytest_cache")
 
 
 def test_package_xml_is_format_3_ament_python():

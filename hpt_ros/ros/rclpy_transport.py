@@ -109,13 +109,17 @@ class _RosLogHandler(logging.Handler):
 
 
 class _RclpyPublisher(Publisher):
-    def __init__(self, topic: str, msg_type: str, publisher: Any):
+    def __init__(self, topic: str, msg_type: str, node: Any, publisher: Any):
         self.topic = topic
         self.msg_type = msg_type
         self.publisher = publisher
+        self._node = node
 
     def publish(self, msg: Any) -> None:
         self.publisher.publish(bytes(msg) if isinstance(msg, (bytearray, memoryview)) else msg)
+
+    def destroy(self) -> None:
+        self._node.destroy_publisher(self.publisher)
 
 
 class _RclpySubscription(Subscription):
@@ -137,6 +141,10 @@ class _RclpyTimer(Timer):
     def cancel(self) -> None:
         self.timer.cancel()
 
+    def destroy(self) -> None:
+        self.timer.cancel()
+        self._node.destroy_timer(self.timer)
+
 
 class RclpyTransport(Transport):
     """A ROS 2 node behind the transport interface (see the module docstring)."""
@@ -144,7 +152,7 @@ class RclpyTransport(Transport):
     kind = "rclpy"
 
     def __init__(self, node_name: str, parameters: dict[str, Any] | None = None, *, namespace: str = "",
-                 args: list[str] | None = None, num_threads: int | None = None):
+                 args: list[str] | None = None, num_threads: int | None = None, lifecycle: bool = False):
         super().__init__(node_name, parameters)
         import rclpy
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -157,7 +165,12 @@ class RclpyTransport(Transport):
             ensure_dds_config()
             rclpy.init(args=args)
         overrides = [Parameter(name, value=value) for name, value in self._parameters.items()]
+        if lifecycle:
+            from rclpy.lifecycle import LifecycleNode as Node  # noqa: F811 - a managed node
         self.node = Node(node_name, namespace=namespace, parameter_overrides=overrides)
+        self.lifecycle = bool(lifecycle)
+        if lifecycle:
+            self._refuse_unavailable_transitions()
         self._group_factory: Callable[[], Any] = MutuallyExclusiveCallbackGroup
         self._message_group = MutuallyExclusiveCallbackGroup()
         self._timer_groups: dict[str, Any] = {}
@@ -184,7 +197,7 @@ class RclpyTransport(Transport):
     def create_publisher(self, topic: str, msg_type: str, qos: QoSProfile = QOS_DEFAULT) -> Publisher:
         validate_topic_name(topic)
         publisher = self.node.create_publisher(self.message_class(msg_type), topic, rclpy_qos(qos))
-        return _RclpyPublisher(topic, normalize_type_name(msg_type), publisher)
+        return _RclpyPublisher(topic, normalize_type_name(msg_type), self.node, publisher)
 
     def create_subscription(self, topic: str, msg_type: str, callback: Callback, qos: QoSProfile = QOS_DEFAULT, *,
                             raw: bool = False) -> Subscription:
@@ -215,6 +228,64 @@ class RclpyTransport(Transport):
         self._parameters[name] = value
         return value
 
+    # -- managed (lifecycle) node -------------------------------------------
+    def set_lifecycle_handler(self, handler: Any) -> None:
+        """Route the transitions of a ``lifecycle=True`` node to ``handler``.
+
+        ``handler.on_configure()``, ``on_activate()``, ``on_deactivate()``, ``on_cleanup()``,
+        ``on_shutdown()`` and ``on_error()`` (each optional, no arguments): returning
+        completes the transition; raising refuses it (FAILURE, back to the previous state),
+        with the exception logged.
+        """
+        if not self.lifecycle:
+            raise TransportError(f"node {self.node_name!r} is not a lifecycle node (make it with lifecycle=True)")
+        from rclpy.lifecycle import ManagedEntity, TransitionCallbackReturn
+
+        log = self.logger
+
+        def transition(name: str) -> Callable[[Any, Any], Any]:
+            def callback(entity: Any, state: Any) -> Any:
+                method = getattr(handler, name, None)
+                if method is None:
+                    return TransitionCallbackReturn.SUCCESS
+                try:
+                    method()
+                except Exception as exc:  # noqa: BLE001 - a refused transition, not a crash
+                    log.error("%s: %s failed, transition refused: %s", self.node_name, name[3:], exc)
+                    return TransitionCallbackReturn.FAILURE
+                return TransitionCallbackReturn.SUCCESS
+            return callback
+
+        names = ("on_configure", "on_activate", "on_deactivate", "on_cleanup", "on_shutdown", "on_error")
+        entity_class = type("_TransportManagedEntity", (ManagedEntity,), {n: transition(n) for n in names})
+        self.node.add_managed_entity(entity_class())
+
+    def lifecycle_state(self) -> str:
+        """The label of the managed node's current state ('unconfigured', 'inactive', 'active', ...)."""
+        return str(self.node._state_machine.current_state[1])
+
+    def _refuse_unavailable_transitions(self) -> None:
+        """A change_state request for a transition the current state does not have is answered
+        ``success=False`` with a log line; rclpy 7.1 / 9.1 let rcl's error escape the service
+        callback, which ends the executor's spin (the process)."""
+        service = self.node._service_change_state
+        original = service.callback
+        state_machine = self.node._state_machine
+        log = self.logger
+
+        def change_state(request: Any, response: Any) -> Any:
+            current = state_machine.current_state[1]
+            available = {(t[0], t[1]) for t in state_machine.available_transitions}
+            wanted = request.transition.label or request.transition.id
+            if not any(wanted in pair for pair in available):
+                log.warning("%s: transition %r is not available in state %r (available: %s)", self.node_name, wanted,
+                            current, ", ".join(sorted(label for _, label in available)) or "none")
+                response.success = False
+                return response
+            return original(request, response)
+
+        service.callback = change_state
+
     # -- life cycle -------------------------------------------------------
     def spin(self, duration_s: float | None = None, until: Callable[[], bool] | None = None) -> None:
         """Run callbacks until shutdown, ``duration_s`` wall-clock seconds, or ``until()``."""
@@ -230,7 +301,12 @@ class RclpyTransport(Transport):
                 if timeout <= 0:
                     return
                 timeout = min(timeout, 0.05)
-            self._executor.spin_once(timeout_sec=timeout)
+            try:
+                self._executor.spin_once(timeout_sec=timeout)
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is the benign race below
+                # a timer cancelled while its call was already queued: rcl refuses the call
+                if type(exc).__name__ != "RCLError" or "timer is canceled" not in str(exc):
+                    raise
 
     def shutdown(self) -> None:
         """Destroy the node (and the rclpy context if this transport created it). Idempotent."""
@@ -239,6 +315,11 @@ class RclpyTransport(Transport):
         self._shut_down = True
         import rclpy
 
+        if self.lifecycle and self.lifecycle_state() in ("unconfigured", "inactive", "active"):
+            try:
+                self.node.trigger_shutdown()  # the handler releases what it holds
+            except Exception as exc:  # noqa: BLE001 - shutting down regardless
+                self.logger.warning("%s: shutdown transition failed: %s", self.node_name, exc)
         self.logger.removeHandler(self._log_handler)
         self.logger.propagate = True
         self._executor.shutdown()
