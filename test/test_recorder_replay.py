@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
@@ -94,9 +95,12 @@ def test_rerecording_a_bag_keeps_bytes_and_timestamps(tmp_path: Path) -> None:
 
     before, after = messages(original.path), messages(copy.path)
     assert after and after <= before
-    # all but what came before the recorder's first control tick (it starts the episode)
-    missing = before - after
-    assert max(ts for _, ts, _ in missing) - min(ts for _, ts, _ in before) < 0.06e9 if missing else True
+    # all but what came before the recorder's first control tick (it starts the episode): only
+    # a head of at most one tick (and the messages at that instant) is missing, nothing later
+    missing, first = before - after, min(ts for _, ts, _ in before)
+    first_copied = min(ts for _, ts, _ in after)
+    assert all(ts < first_copied for _, ts, _ in missing)
+    assert max((ts for _, ts, _ in missing), default=first) - first < 0.06e9
     assert len(after) > 0.9 * len(before)
 
 
@@ -150,14 +154,23 @@ def test_output_dir_checks(tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists()
 
 
-def test_keys_and_commands(tmp_path: Path) -> None:
+def test_keys_and_commands(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert {KEYS[k] for k in "s\n fdrq"} == {"start", "save", "save_failure", "discard", "restart", "quit"}
     world = ReplayTransport("teleop_recorder", recorder_params(tmp_path), start_time=START,
                             record=["/hpt_recorder/status"])
     rec = TeleopRecorder(world, SPEC)
     for word in ("save", "discard", "bogus", "note first take", "start", "start", "restart"):
         rec.command(word)
-    world.run(until=START + 0.2)
+    with caplog.at_level(logging.INFO, logger="hpt_ros.teleop_recorder"):
+        world.run(until=START + 0.2)
+    said = [r.getMessage() for r in caplog.records if r.name == "hpt_ros.teleop_recorder"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "hpt_ros.teleop_recorder"
+                and r.levelno == logging.WARNING]
+    # each refused command says why, once; the bogus one names itself and the commands there are
+    assert warnings[:2] == ["not recording: nothing to save", "not recording: nothing to discard"]
+    assert warnings[2].startswith("unknown command 'bogus'; expected one of ") and "save_failure" in warnings[2]
+    assert any(m.startswith("already recording episode 0") for m in warnings[3:])
+    assert "note set: 'first take'" in said
     assert rec.state == "recording" and rec.discarded == 1 and rec.episode is not None
     assert "unknown command" not in rec.last_event
     rec.command("save_failure")
