@@ -50,6 +50,7 @@ setup(
         "mcap>=1.1",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "mujoco>=3.2",  # the simulated robot (physics and headless rendering)
         "setuptools",
     ],
     extras_require={

@@ -289,6 +289,7 @@ def test_fake_robot_and_policy_node_run_in_process_on_simulated_time():
     assert all(p.time == pytest.approx(k / 15, abs=1e-6) for p in commands for k in [round(p.time * 15)])
     # the arm follows the commands: joint 1 moved from the ready pose toward the policy's targets
     last = commands[-1].msg.points[0].positions
-    assert robot.arm.q[0] == pytest.approx(last[0], abs=0.05) and abs(robot.arm.q[0]) > 0.1
+    q = robot.sim.joint_positions()
+    assert q[0] == pytest.approx(last[0], abs=0.05) and abs(q[0]) > 0.1
     again, _, _ = closed_loop(2.0)
     assert [(p.topic, p.time, p.msg) for p in again] == [(p.topic, p.time, p.msg) for p in published]
