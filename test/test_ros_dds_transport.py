@@ -175,58 +175,65 @@ def test_qos_mapping_is_explicit() -> None:
 
 
 def test_control_timer_does_not_block_message_callbacks(pair: tuple[DdsTransport, DdsTransport]) -> None:
+    """A control callback that waits for ten new messages can only finish if messages are
+    delivered while it runs (by count: no stopwatch; the 20 s are a deadlock guard)."""
     a, b = pair
     pub = a.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
     msg = example_messages()["sensor_msgs/msg/JointState"]
     a.create_timer(0.005, lambda: pub.publish(msg), group="sender")
-    sender = threading.Thread(target=a.spin, kwargs={"duration_s": 3.0})
+    sender_stop = threading.Event()
+    sender = threading.Thread(target=a.spin, kwargs={"until": sender_stop.is_set, "duration_s": 60.0})
     sender.start()
-    arrivals: list[float] = []
+    arrived = threading.Semaphore(0)
     threads: set[str] = set()
-    inference: list[tuple[float, float]] = []
+    delivered_during: list[bool] = []
 
     def on_joint_state(_: Any) -> None:
-        arrivals.append(time.monotonic())
         threads.add(threading.current_thread().name)
+        arrived.release()
 
     def slow_inference() -> None:
-        start = time.monotonic()
         threads.add(threading.current_thread().name)
-        time.sleep(0.4)
-        inference.append((start, time.monotonic()))
+        while arrived.acquire(blocking=False):  # drain what came before this call
+            pass
+        delivered_during.append(all(arrived.acquire(timeout=20.0) for _ in range(10)))
 
-    b.create_subscription("/joint_states", "sensor_msgs/msg/JointState", on_joint_state)
-    b.create_timer(0.05, slow_inference)
-    b.spin(until=lambda: len(inference) >= 2, duration_s=2.5)
-    sender.join()
-    assert len(inference) >= 2
-    start, end = inference[1]  # the second call ran entirely while spinning
-    during = [t for t in arrivals if start < t < end]
-    assert len(during) >= 10, f"only {len(during)} messages arrived while the control timer ran"
+    try:
+        b.create_subscription("/joint_states", "sensor_msgs/msg/JointState", on_joint_state)
+        b.create_timer(0.05, slow_inference)
+        b.spin(until=lambda: len(delivered_during) >= 2, duration_s=60.0)
+    finally:
+        sender_stop.set()
+        sender.join()
+    assert delivered_during[:2] == [True, True], "messages stopped while the control timer ran"
     assert threads == {"node_b-messages", "node_b-timers-control"}
 
 
 def test_callback_exception_stops_spin_and_is_raised(pair: tuple[DdsTransport, DdsTransport]) -> None:
     a, _ = pair
+    calls: list[int] = []
 
     def fail() -> None:
+        calls.append(1)
         raise RuntimeError("inference failed")
 
     a.create_timer(0.01, fail)
-    started = time.monotonic()
     with pytest.raises(RuntimeError, match="inference failed"):
-        a.spin(duration_s=5)
-    assert time.monotonic() - started < 2
+        a.spin(duration_s=60)
+    assert calls == [1]  # spin stopped at the first failure instead of running its 60 s
 
 
 def test_spin_duration_until_and_shutdown_from_a_callback() -> None:
     node = DdsTransport("lifecycle")
     ticks: list[float] = []
     node.create_timer(0.02, lambda: ticks.append(node.now()))
-    started = time.monotonic()
+    wall_before, started = time.time(), time.monotonic()
     node.spin(duration_s=0.3)
-    assert 0.25 <= time.monotonic() - started < 1.0 and 8 <= len(ticks) <= 16
-    assert abs(node.now() - time.time()) < 0.1
+    elapsed, wall_after = time.monotonic() - started, time.time()
+    # spin lasts at least its duration; a late timer skips periods instead of bursting to catch up
+    assert elapsed >= 0.3 and 1 <= len(ticks) <= elapsed / 0.02 + 1
+    assert ticks == sorted(ticks) and wall_before <= ticks[0] and ticks[-1] <= wall_after  # the wall clock
+    assert node.now() >= wall_after
     node.spin(until=lambda: len(ticks) >= 20)
     assert len(ticks) >= 20
     node.create_timer(0.01, node.shutdown, group="other")
@@ -321,13 +328,14 @@ def test_destroyed_subscription_gets_no_more_messages(pair: tuple[DdsTransport, 
 def test_shutdown_from_another_thread_ends_spin_and_deletes_entities() -> None:
     node = DdsTransport("stopped_from_outside")
     node.create_subscription("/anything", "std_msgs/msg/Bool", print)
-    node.create_timer(0.01, lambda: None)
-    stopper = threading.Timer(0.2, node.shutdown)
-    stopper.start()
-    started = time.monotonic()
-    node.spin()
-    stopper.join()
-    assert time.monotonic() - started < 2 and node.is_shut_down and node._closed
+    spinning = threading.Event()
+    node.create_timer(0.01, spinning.set)
+    spinner = threading.Thread(target=node.spin)  # no duration: only the shutdown can end it
+    spinner.start()
+    assert spinning.wait(30.0)
+    node.shutdown()
+    spinner.join(30.0)  # a deadlock guard, not a speed goal
+    assert not spinner.is_alive() and node.is_shut_down and node._closed
     node.shutdown()
 
 
@@ -374,7 +382,7 @@ image = numpy_to_image(node.new_message("sensor_msgs/msg/Image"), np.zeros((480,
 sent = {"joints": 0, "images": 0}
 go = [False]
 def publish_joints():
-    if go[0]:
+    if go[0] and sent["joints"] < JOINT_STATES:
         fill_joint_state(js, names, np.full(7, float(sent["joints"])), stamp_s=node.now())
         joints.publish(js)
         sent["joints"] += 1
@@ -384,12 +392,13 @@ def publish_images():
             image.header.frame_id = str(sent["images"])
             camera.publish(image)
             sent["images"] += 1
+JOINT_STATES = int(sys.argv[1])
 node.create_timer(0.001, publish_joints, group="joints")
 node.create_timer(1 / 30, publish_images, group="cameras")
 print("READY", flush=True)
 node.spin(duration_s=1.0)  # discovery
 go[0] = True
-node.spin(duration_s=float(sys.argv[1]))
+node.spin(until=lambda: sent["joints"] >= JOINT_STATES, duration_s=300.0)  # a count, at whatever rate this machine manages
 go[0] = False
 node.spin(duration_s=0.5)  # acknowledgements
 print("SENT", sent["joints"], sent["images"], flush=True)
@@ -397,7 +406,7 @@ node.shutdown()
 """
 
 
-def test_raw_subscriptions_keep_up_with_a_1khz_robot_and_two_cameras() -> None:
+def test_raw_subscriptions_record_every_message_of_a_1khz_robot_and_two_cameras() -> None:
     from hpt_ros.ros.idl.sensor_msgs import JointState
 
     recorder = DdsTransport("recorder")
@@ -407,11 +416,12 @@ def test_raw_subscriptions_keep_up_with_a_1khz_robot_and_two_cameras() -> None:
     for camera in ("/cam_wrist", "/cam_scene"):
         recorder.create_subscription(camera, "sensor_msgs/msg/Image", image_bytes.append, raw=True)
     env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(DOMAIN_ID))
-    child = subprocess.Popen([sys.executable, "-c", RECORDER_LOAD_NODE, "2.0"], env=env, cwd=REPO, text=True,
+    child = subprocess.Popen([sys.executable, "-c", RECORDER_LOAD_NODE, "2000"], env=env, cwd=REPO, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
     try:
         assert child.stdout.readline().strip() == "READY"
-        recorder.spin(until=lambda: child.poll() is not None, duration_s=20)
+        recorder.spin(until=lambda: child.poll() is not None, duration_s=360)
         out, err = child.communicate(timeout=10)
         recorder.spin(duration_s=0.2)
     finally:
@@ -420,8 +430,11 @@ def test_raw_subscriptions_keep_up_with_a_1khz_robot_and_two_cameras() -> None:
             child.kill()
     joints_sent, images_sent = (int(n) for n in out.split("SENT", 1)[1].split()[:2])
     positions = [JointState.deserialize(data).position[0] for data in joint_bytes]
-    assert joints_sent >= 1000, f"the publisher managed only {joints_sent} joint states in 2 s"
+    # the publisher's rate is this machine's business (bench/bench_recorder.py measures it); what
+    # is tested is that a subscriber under that load records every message, in order
+    assert joints_sent == 2000 and images_sent > 0
     assert len(joint_bytes) == joints_sent, f"{len(joint_bytes)} of {joints_sent} joint states recorded"
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
     assert len(image_bytes) == images_sent, f"{len(image_bytes)} of {images_sent} images recorded"
-    print(f"recorded {len(joint_bytes)} joint states and {len(image_bytes)} images, none dropped")
+    print(f"recorded {len(joint_bytes)} joint states and {len(image_bytes)} images, none dropped "
+          f"({time.monotonic() - started:.1f} s with discovery)")
