@@ -40,6 +40,19 @@ def require_module(name: str) -> ModuleType:
                     allow_module_level=True)
 
 
+def without_root_override() -> None:
+    """preexec_fn: as root, give up CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (bounding set, before
+    exec), so that file permissions apply to the child as they do to any user (CI runs as root)."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def require_shared(*parts: str) -> pathlib.Path:
     path = SHARED_FIXTURES.joinpath(*parts)
     if not path.exists():

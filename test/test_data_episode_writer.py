@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT, without_root_override
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
@@ -196,16 +199,30 @@ def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
     not_a_dir.write_text("x")
     with pytest.raises(BagWriteError, match="not a directory"):
         EpisodeWriter(not_a_dir / "ep", TOPICS, META, min_free_bytes=0)
-    if os.geteuid() == 0:
-        pytest.skip("running as root: directory permissions are not enforced")
+    # a read-only directory, tried by a child process that obeys file modes even as root
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
+    locked.chmod(0o555)  # whatever the umask
     try:
-        with pytest.raises(BagWriteError, match="not writable") as err:
-            EpisodeWriter(locked / "ep", TOPICS, META, min_free_bytes=0)
-        assert str(locked / "ep") in str(err.value)
+        result = subprocess.run([sys.executable, "-c", LOCKED_CHILD, str(locked / "ep")], capture_output=True,
+                                text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                preexec_fn=without_root_override)
     finally:
         locked.chmod(0o755)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "not writable" in result.stdout and str(locked / "ep") in result.stdout
+    assert list(locked.iterdir()) == []
+
+
+LOCKED_CHILD = """
+import sys
+from hpt_ros.data import BagWriteError, EpisodeWriter
+try:
+    EpisodeWriter(sys.argv[1], {"/joint_states": "sensor_msgs/msg/JointState"}, min_free_bytes=0)
+except BagWriteError as exc:
+    print(exc)
+    sys.exit(3)
+"""
 
 
 def test_unwritable_directory_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

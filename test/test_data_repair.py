@@ -238,3 +238,74 @@ def test_cli_adapter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert run_repair(argparse.Namespace(paths=[str(tmp_path / "ep"), str(tmp_path / "nope")])) == 1
     captured = capsys.readouterr()
     assert "nothing to do" in captured.out and "nope" in captured.err
+
+
+# A disk that fills mid-recording: the child may not grow any file past 3 MiB (RLIMIT_FSIZE; the
+# kernel then refuses the write as it does on a full disk, without needing root or a mount).
+FILLING = r"""
+import resource, signal, sys
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+from hpt_ros.data import BagWriteError, EpisodeWriter
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+ts = get_typestore(Stores.ROS2_HUMBLE)
+T, H = ts.types["builtin_interfaces/msg/Time"], ts.types["std_msgs/msg/Header"]
+JS, IM = ts.types["sensor_msgs/msg/JointState"], ts.types["sensor_msgs/msg/Image"]
+writer = EpisodeWriter(sys.argv[1], {"/joint_states": "sensor_msgs/msg/JointState",
+                                     "/camera/image_raw": "sensor_msgs/msg/Image"},
+                       {"task": "full_disk", "episode_index": 0}, min_free_bytes=0, flush_interval_s=None,
+                       fsync=False)
+pixels = np.random.default_rng(0).integers(0, 256, 48 * 64 * 3, dtype=np.uint8)  # incompressible
+seq = 0
+try:
+    while seq < 100_000:
+        header = H(stamp=T(sec=seq // 100, nanosec=(seq % 100) * 10_000_000), frame_id=str(seq))
+        js = JS(header=header, name=["seq"], position=np.array([float(seq)]), velocity=np.zeros(0),
+                effort=np.zeros(0))
+        writer.write("/joint_states", 10_000_000 * seq, ts.serialize_cdr(js, "sensor_msgs/msg/JointState"))
+        im = IM(header=header, height=48, width=64, encoding="rgb8", is_bigendian=0, step=192, data=pixels)
+        writer.write("/camera/image_raw", 10_000_000 * seq, ts.serialize_cdr(im, "sensor_msgs/msg/Image"))
+        seq += 1
+        if seq % 10 == 0:
+            writer.flush()  # what the flush thread does; explicit here, so the count is exact
+            print("durable", seq, flush=True)
+except BagWriteError as exc:
+    print("write refused", exc, flush=True)
+try:
+    writer.write("/joint_states", 10_000_000 * seq, ts.serialize_cdr(js, "sensor_msgs/msg/JointState"))
+except BagWriteError as exc:
+    print("then refused", exc, flush=True)
+try:
+    writer.close()
+except BagWriteError as exc:
+    print("close refused", exc, flush=True)
+    sys.exit(3)
+"""
+
+
+def test_disk_filling_mid_recording_fails_clearly_and_keeps_what_was_written(tmp_path: Path) -> None:
+    path = tmp_path / "episode_0000"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", FILLING, str(path)], capture_output=True, text=True, env=env,
+                            timeout=300)
+    lines = result.stdout.splitlines()
+    durable = max(int(line.split()[1]) for line in lines if line.startswith("durable "))
+    refused = [line for line in lines if line.startswith("write refused ")]
+    # the write that does not fit is an error naming the episode and the cause, not a crash
+    assert len(refused) == 1 and str(path) in refused[0] and "write failed" in refused[0], result.stdout[-2000:]
+    assert "File too large" in refused[0] or "No space left" in refused[0]
+    then = [line for line in lines if line.startswith("then refused ")]
+    assert len(then) == 1 and "failed earlier" in then[0]  # and stays one: no half-written messages after it
+    assert result.returncode == 3 and "close refused" in lines[-1], result.stderr[-2000:]
+    assert 50 <= durable < 100_000  # the limit was reached mid-episode
+
+    # with space again, what had reached the disk comes back
+    [info] = list_episodes(tmp_path)
+    assert info.needs_repair and info.task == "full_disk"
+    report = repair_bag(path)
+    assert report.repaired
+    seqs = _seqs_rosbags(path)
+    assert [q for _, q in seqs] == list(range(len(seqs))) and len(seqs) >= durable
+    assert report.message_counts["/camera/image_raw"] >= durable

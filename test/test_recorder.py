@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, require_module
+from conftest import ROOT, require_module, without_root_override
 
 require_module("cyclonedds")
 require_module("mcap")
@@ -207,6 +207,23 @@ def joint_positions(msgs: list[tuple[int, bytes, Any]]) -> np.ndarray:
     return np.array(rows)
 
 
+def wait_for_durable_messages(episode_dir: Path, count: int, proc: subprocess.Popen) -> int:
+    """Wait until the recorder's own periodic flushes have put ``count`` complete messages in the
+    episode's file (read as it grows); returns how many there were. 60 s guard a stuck flusher."""
+    from hpt_ros.data.mcap_scan import scan_mcap
+
+    deadline = time.monotonic() + 60
+    durable = 0
+    while durable < count:
+        assert time.monotonic() < deadline, f"only {durable} messages reached {episode_dir}"
+        assert proc.poll() is None, "the recorder exited"
+        time.sleep(0.05)
+        files = sorted(episode_dir.glob("*.mcap"))
+        if files:
+            durable = scan_mcap(files[0]).message_count
+    return durable
+
+
 # -- tests --------------------------------------------------------------------------------------------
 
 def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Control, tmp_path: Path) -> None:
@@ -240,10 +257,10 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
         control.send("save_failure")
         control.wait(lambda s: s["saved"] == 1 and s["state"] == "idle", "the save", proc=manual)
         control.send("start")
-        control.wait(lambda s: s["state"] == "recording" and s["episode"] == 3 and s["elapsed_s"] >= 2.5,
-                     "2.5 s of episode 3", proc=manual)
+        control.wait(lambda s: s["state"] == "recording" and s["episode"] == 3 and s["elapsed_s"] >= 1.0,
+                     "episode 3", proc=manual)
+        durable = wait_for_durable_messages(out / "episode_0003", 200, manual)
         manual.send_signal(signal.SIGKILL)  # for real: no handler runs
-        killed_at = time.time()
         manual.wait(10)
         assert manual.returncode == -signal.SIGKILL
     finally:
@@ -264,15 +281,15 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
         assert meta["spec_hash"] == SPEC.spec_hash and meta["success"] is None
         assert meta["ended_by"] == "duration" and meta["interrupted"] is False
         assert meta["recorder"]["dropped"] == 0
-        assert 2.8 < info.duration_s < 3.3
+        # ended by its duration, not before (how far past it depends on the machine's load)
+        assert info.duration_s >= 2.5
         counts = Counter({t: len(v) for t, v in data.items()})
-        assert set(counts) == TOPICS, counts
-        for camera in CAMERAS:
-            assert counts[camera] >= 60, counts  # 30 Hz, 3 s
-        assert counts["/joint_states"] >= 200 and counts[SPEC.action.command.topic] >= 25, counts
+        assert set(counts) == TOPICS and min(counts.values()) >= 2, counts  # rates are bench/'s business
         # bag timestamps are receive times on the recorder's clock, in order, within the episode
+        for topic, msgs in data.items():
+            assert [ts for ts, _, _ in msgs] == sorted(ts for ts, _, _ in msgs), topic
         stamps = [ts for v in data.values() for ts, _, _ in v]
-        assert max(stamps) - min(stamps) <= 3.3e9
+        assert max(stamps) - min(stamps) == pytest.approx(info.duration_s * 1e9, abs=1e3)
         image = data[CAMERAS[0]][0][2]
         assert (image.width, image.height, image.encoding) == (160, 120, "rgb8")
         q = joint_positions(data["/joint_states"])
@@ -288,7 +305,7 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
     check_episode(info.path)
     assert info.success is False and info.metadata["ended_by"] == "save_failure"
     assert info.notes == "re-recorded after a discard"
-    assert 2.5 < info.duration_s < 4.0
+    assert info.duration_s >= 2.5  # recorded for the 3 s the test waited, give or take the start
     assert not [p for p in out.iterdir() if p.name not in {e.path.name for e in episodes}]
 
     # the killed episode 3: says what it was, needs repair, and keeps all but the last second
@@ -299,10 +316,8 @@ def test_episodes_auto_reset_discard_kill_and_recover(robot: Procs, control: Con
     report = repair_bag(info.path)
     assert report.repaired and report.message_counts == {t: len(v) for t, v in partial.items()}
     data = check_episode(info.path, recovered=True)
-    last = max(ts for v in data.values() for ts, _, _ in v)
-    first = min(ts for v in data.values() for ts, _, _ in v)
-    assert last >= (killed_at - 1.0) * 1e9, f"lost {killed_at - last / 1e9:.2f} s before the kill"
-    assert (last - first) / 1e9 >= 1.5
+    # what the periodic flushes had put in the file before the kill is all there
+    assert sum(len(v) for v in data.values()) >= durable
     assert {t for t, v in data.items() if v} == TOPICS
 
 
@@ -390,19 +405,6 @@ def test_keys_on_a_terminal(robot: Procs, control: Control, tmp_path: Path) -> N
     assert info.success is False and info.metadata["ended_by"] == "save_failure"
 
 
-def _without_root_override() -> None:
-    """preexec_fn: as root, give up CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (bounding set, before
-    exec), so that directory permissions apply to the child as they do to any user."""
-    if os.geteuid() != 0:
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -411,7 +413,7 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, *record_args(locked / "demos", "--episodes", "1",
                                                               "--episode-duration", "1")],
                                 env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=60,
-                                preexec_fn=_without_root_override)
+                                preexec_fn=without_root_override)
     finally:
         locked.chmod(0o755)
     assert result.returncode != 0

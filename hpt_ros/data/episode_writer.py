@@ -235,10 +235,21 @@ class EpisodeWriter:
         with self._lock:
             if self._closed:
                 return
-            self._flush_locked()
+            if self._error is not None:
+                raise BagWriteError(self.path, f"writing failed earlier: {self._error}") from self._error
+            try:
+                self._flush_locked()
+            except OSError as err:  # disk full: the episode cannot go on, and says so like a failed write
+                self._error = err
+                raise BagWriteError(self.path, f"write failed: {err}") from err
             fd = self._storage.bio.fileno()
         if self.fsync:
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as err:
+                with self._lock:
+                    self._error = err
+                raise BagWriteError(self.path, f"write failed: {err}") from err
 
     def _flush_locked(self) -> None:
         storage = self._storage
@@ -251,7 +262,9 @@ class EpisodeWriter:
         while not self._stop.wait(self.flush_interval_s):
             try:
                 self.flush()
-            except (OSError, ValueError) as err:  # disk full, file closed under us
+            except BagWriteError:  # disk full: recorded, the next write reports it
+                return
+            except (OSError, ValueError) as err:  # file closed under us
                 with self._lock:
                     if not self._closed:
                         self._error = err
