@@ -48,6 +48,7 @@ def test_the_expert_succeeds_and_the_outputs_say_so(tmp_path) -> None:
         assert ok and frame.shape[:2] == (448, 448)
     report = (out / "report.md").read_text()
     assert "2/2 = 100 %" in report and "videos/episode_0001.mp4" in report
+    assert (out / "success.gif").stat().st_size > 10_000 and "(success.gif)" in report
 
 
 def test_a_policy_that_holds_still_fails_through_the_policy_node(tmp_path, franka_spec_path) -> None:

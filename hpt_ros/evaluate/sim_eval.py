@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["SimEpisode", "run_sim_episode", "sim_evaluate", "wilson_interval"]
+__all__ = ["EXPERT", "SimEpisode", "run_sim_episode", "sim_evaluate", "wilson_interval", "write_episode_video",
+           "write_gif"]
 
 logger = logging.getLogger("hpt_ros.evaluate")
 
@@ -69,9 +70,10 @@ EXPERT = "expert"
 
 def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: str = "feed_dog",
                     max_seconds: float = 15.0, settle_s: float = 1.0, width: int = 224, height: int = 224,
-                    camera_rate_hz: float = 15.0, video_path: Path | None = None,
+                    camera_rate_hz: float = 15.0, video_path: Path | None = None, gif_path: Path | None = None,
                     start_time: float = 1.7e9) -> SimEpisode:
-    """One episode of ``engine`` on the simulated robot; writes ``video_path`` (mp4) if given.
+    """One episode of ``engine`` on the simulated robot; writes ``video_path`` (mp4) if given, and
+    ``gif_path`` (a GIF of the same frames) if given and the episode succeeded.
 
     ``engine``: an ``Engine`` run by the policy node, or ``EXPERT``: the scripted teleoperator
     node (with its recording noise) drives the robot instead, for the teacher's own rate.
@@ -140,6 +142,8 @@ def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: st
     if video_path is not None and frames:
         write_episode_video(video_path, frames, camera_rate_hz, result)
         result.video = video_path.name
+        if result.success and gif_path is not None:
+            write_gif(gif_path, frames[::2], camera_rate_hz / 2)
     result.wall_s = round(time.perf_counter() - started, 2)
     for t in (watcher, node.transport, world):
         t.shutdown()
@@ -177,6 +181,16 @@ def write_episode_video(path: Path, frames: Sequence[np.ndarray], fps: float, re
         cv2.putText(img, verdict, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
         writer.write(img)
     writer.release()
+    return path
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
+    """An animated GIF of RGB ``frames`` (for a README or an issue: it plays everywhere)."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
+                   optimize=True)
     return path
 
 
@@ -236,12 +250,15 @@ def sim_evaluate(model: str | None, *, episodes: int, seed: int, out: str | Path
     for q in quiet:
         q.setLevel(logging.WARNING)
     results: list[SimEpisode] = []
+    gif = out / "success.gif"
+    gif.unlink(missing_ok=True)
     bar = tqdm(range(episodes), desc="sim-eval", unit="episode", disable=not progress)
     try:
         for k in bar:
             video = out / "videos" / f"episode_{k:04d}.mp4" if videos else None
             r = run_sim_episode(spec, engine, seed=seed, episode=k, task=task, max_seconds=max_seconds,
-                                width=width, height=height, camera_rate_hz=camera_rate_hz, video_path=video)
+                                width=width, height=height, camera_rate_hz=camera_rate_hz, video_path=video,
+                                gif_path=None if gif.exists() else gif)
             results.append(r)
             wins = sum(e.success for e in results)
             bar.set_postfix(success=f"{wins}/{len(results)}")

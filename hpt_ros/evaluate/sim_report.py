@@ -35,6 +35,7 @@ def write_sim_report(metrics: dict[str, Any], path: Path) -> Path:
         "",
         "Success: the treat at rest inside the bowl, judged by the physics.",
         "",
+        *(["![the first successful episode](success.gif)", ""] if (path.parent / "success.gif").exists() else []),
         "| episode | outcome | time to success [s] | closest treat-bowl [m] | commands | held ticks | video |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -83,7 +83,7 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
 
     import tempfile
 
-    from hpt_ros.evaluate.sim_eval import SimEpisode, wilson_interval, write_episode_video
+    from hpt_ros.evaluate.sim_eval import SimEpisode, wilson_interval, write_episode_video, write_gif
     from hpt_ros.nodes.fake_robot import RESET_TOPIC, TASK_STATUS_TOPIC
     from hpt_ros.ros import make_transport, messages
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
@@ -196,7 +196,7 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
                 write_episode_video(out / f"episode_{episode:04d}.mp4", frames, camera_rate, result)
                 result.video = f"episode_{episode:04d}.mp4"
                 if success and not (out / "success.gif").exists():
-                    _write_gif(out / "success.gif", frames[::2], camera_rate / 2)
+                    write_gif(out / "success.gif", frames[::2], camera_rate / 2)
             results.append(result)
             verdict = f"SUCCESS in {result.time_to_success:.1f} s" if success else "failure"
             print(f"episode {episode}: {verdict}; {len(window)} commands")
@@ -240,11 +240,3 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
                 proc.kill()
         tmp.cleanup()
     return code
-
-
-def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> Path:
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True)
-    return path

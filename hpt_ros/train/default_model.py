@@ -14,6 +14,11 @@
    treat to about a centimetre, which is what the task needs.
 3. Writes the final checkpoint (``hpt.yaml`` + ``model.safetensors``) to ``--out`` with
    ``summary.yaml`` and ``loss_curve.png`` beside it.
+4. With ``--evaluate N``: the untrained model (the same run with 0 steps: normaliser
+   fitted, weights random) and ``hpt-ros sim-eval`` of the expert, the trained and the
+   untrained model on the same N held-out scenes (seed ``--eval-seed``), side by side in
+   ``--out/sim_eval.md`` (``hpt_ros.evaluate.compare``; reports and videos in the work
+   folder).
 
 Size. The random ResNet-18 (11.2 M parameters) is seeded, so the checkpoint stores its
 seed and checksum instead of 45 MB of weights (2 MB in all). Its weights are rounded
@@ -61,7 +66,7 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        size: str = "tiny", trunk: str | None = None, vision_weights: str | None = None,
                        steps: int = 6000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
                        width: int = 224, height: int = 224, camera_rate_hz: float = 15.0, work: str | None = None,
-                       threads: int | None = None) -> Path:
+                       threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
@@ -116,10 +121,30 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                               "duration_s": duration_s, "seed": seed, "camera": f"{width}x{height}",
                               "encoder_dtype": encoder_dtype, "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
+        if evaluate > 0:
+            _evaluate(out, config, work_dir, evaluate, eval_seed, threads)
         return out
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None) -> None:
+    """The expert, ``model`` and the untrained model on the same held-out scenes -> ``model/sim_eval.md``."""
+    import dataclasses
+
+    from hpt_ros.evaluate.compare import compare, results_table
+
+    from . import trainer
+
+    untrained = dataclasses.replace(config, out=str(work_dir / "untrained"), steps=0)
+    shutil.rmtree(untrained.out, ignore_errors=True)
+    baseline = trainer.run_training(untrained)
+    result = compare({"scripted expert (teacher)": "expert", "trained (shipped)": str(model),
+                      "untrained (0 steps)": str(baseline.model_dir)},
+                     episodes=episodes, seed=seed, out=work_dir / "eval", threads=threads)
+    (model / "sim_eval.md").write_text(results_table(result) + "\n")
+    logger.info("closed-loop evaluation:\n%s", results_table(result))
 
 
 def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.default_model") -> int:
@@ -141,6 +166,9 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--camera-rate-hz", type=float, default=15.0)
     parser.add_argument("--work", default=None, help="keep the episodes, cache and run here (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--evaluate", type=int, default=0, metavar="N",
+                        help="then sim-eval the expert, the model and the untrained model on N held-out scenes")
+    parser.add_argument("--eval-seed", type=int, default=1000, help="scene seed of the held-out scenes")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
@@ -153,7 +181,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               size=args.size, trunk=args.trunk, vision_weights=args.vision_weights,
                               steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               encoder_dtype=args.encoder_dtype, width=args.width, height=args.height,
-                              camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads)
+                              camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
+                              evaluate=args.evaluate, eval_seed=args.eval_seed)
     print(f"default model written to {path}")
     return 0
 
