@@ -11,8 +11,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +185,75 @@ def test_keys_and_commands(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
     assert info.success is False and info.episode_index == 0
     assert info.notes is None or info.notes == ""  # the note went to the discarded first take
     assert '"state": "done"' in world.published_on("/hpt_recorder/status")[-1].msg.data
+
+
+# The recorder on a disk that fills mid-episode: the child may not grow a file past 4 MiB
+# (RLIMIT_FSIZE: the kernel refuses the write as a full disk does); two noisy 160x120 cameras
+# at 30 Hz reach that about 1 s of simulated time into the episode.
+FILLING_RECORDER = r"""
+import json, resource, signal, sys
+import numpy as np
+from hpt_ros.nodes.teleop_recorder import TeleopRecorder
+from hpt_ros.ros import messages
+from hpt_ros.ros.replay import ReplayTransport
+from hpt_ros.spec import load_spec
+
+spec = load_spec("franka_fr3")
+world = ReplayTransport("robot", start_time=1000.0, record=False)
+rng = np.random.default_rng(0)
+cameras = [(world.create_publisher(s.topic, s.type), s.topic) for s in spec.image_sensors]
+joints = world.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
+command = world.create_publisher(spec.action.command.topic, spec.action.command.type)
+gripper = world.create_publisher(spec.action.gripper.topic, spec.action.gripper.type)
+
+def publish_images():
+    for pub, topic in cameras:
+        frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)  # incompressible
+        pub.publish(messages.numpy_to_image(world.new_message("sensor_msgs/msg/Image"), frame, "rgb8",
+                                            stamp_s=world.now()))
+
+def publish_robot():
+    q = np.zeros(7)
+    joints.publish(messages.fill_joint_state(world.new_message("sensor_msgs/msg/JointState"),
+                                             list(spec.action.arm_joints), q, stamp_s=world.now()))
+    command.publish(messages.fill_joint_trajectory(world.new_message(spec.action.command.type),
+                                                   spec.action.arm_joints, q, world.now(), 0.1))
+    gripper.publish(messages.fill_float64_multi_array(world.new_message(spec.action.gripper.type), [0.04]))
+
+world.create_timer(1 / 30, publish_images)
+world.create_timer(1 / 100, publish_robot)
+recorder = TeleopRecorder(world.sibling("teleop_recorder", {"output_dir": sys.argv[1], "keyboard": False,
+                                        "min_free_gb": 0.001, "fsync": False, "status_period_s": 0.0}), spec)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write, not a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+recorder.command("start")
+world.run(until=1060.0, stop=lambda: recorder.finished)
+code = recorder.close()
+print(json.dumps({"code": code, "state": recorder.state, "event": recorder.last_event, "now": world.now()}))
+"""
+
+
+def test_disk_filling_mid_episode_stops_the_recorder_with_a_clear_error(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    from hpt_ros.data import repair_bag
+
+    result = subprocess.run([sys.executable, "-c", FILLING_RECORDER, str(tmp_path)], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    # the recorder stops by itself, well before the 60 s it was given, and says why
+    assert outcome["code"] == 1 and outcome["state"] == "error" and outcome["now"] < 1030.0, outcome
+    assert "episode 0" in outcome["event"] and "File too large" in outcome["event"], outcome
+    # logged as errors, for the operator: the refused write, then the bag that could not be finished
+    assert "episode 0: write failed: " in result.stderr and "closing the bag failed" in result.stderr
+    # the summary did not fit either: the bag is left for repair, and what reached the disk comes back
+    (info,) = list_episodes(tmp_path)
+    assert info.needs_repair and not info.complete
+    assert repair_bag(info.path).repaired
+    with open_bag(info.path) as bag:
+        counts = {t: 0 for t in ("/joint_states", "/wrist_camera/color/image_raw")}
+        for m in bag.messages():
+            if m.topic in counts:
+                counts[m.topic] += 1
+    assert all(n > 0 for n in counts.values()), counts
