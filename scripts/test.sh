@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh dev
-exec "${HPT_ROS_VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# -rs: every skip is listed with its reason (under CI=true only optional parts may skip)
+exec "${HPT_ROS_VENV:-.venv}/bin/python" -m pytest -q -rs -p no:cacheprovider "$@"

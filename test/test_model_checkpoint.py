@@ -194,7 +194,8 @@ def test_trunk_that_loading_changes_is_refused(tmp_path, dtype):
     torch.save(source.trunk.state_dict(), tmp_path / "trunk.pth")
     target = make_policy(seed=4)
     target.trunk.to(dtype)
-    with pytest.raises(CheckpointError, match="trunk checksum after loading [0-9a-f]{64} differs from the file's") as info:
+    refused = "trunk checksum after loading [0-9a-f]{64} differs from the file's"
+    with pytest.raises(CheckpointError, match=refused) as info:
         load_official_trunk(tmp_path / "trunk.pth", target)
     assert info.value.file == tmp_path / "trunk.pth"
 
@@ -238,7 +239,8 @@ def test_resolve_hub_id_downloads_through_snapshot_download(tmp_path, monkeypatc
     assert resolve_pretrained("liruiw/hpt-base") == folder
     assert calls == [dict(repo_id="liruiw/hpt-base", cache_dir=str(tmp_path / "hub"), local_files_only=True),
                      dict(repo_id="liruiw/hpt-base", cache_dir=None, local_files_only=False)]
-    with pytest.raises(PretrainedNotFoundError, match="cannot fetch hub repo liruiw/missing .OSError: Cannot find") as info:
+    refused = "cannot fetch hub repo liruiw/missing .OSError: Cannot find"
+    with pytest.raises(PretrainedNotFoundError, match=refused) as info:
         resolve_pretrained("hf://liruiw/missing")
     assert "Offline?" in str(info.value) and "huggingface-cli download liruiw/missing" in str(info.value)
 

@@ -398,7 +398,8 @@ node.create_timer(1 / 30, publish_images, group="cameras")
 print("READY", flush=True)
 node.spin(duration_s=1.0)  # discovery
 go[0] = True
-node.spin(until=lambda: sent["joints"] >= JOINT_STATES, duration_s=300.0)  # a count, at whatever rate this machine manages
+# a count, at whatever rate this machine manages
+node.spin(until=lambda: sent["joints"] >= JOINT_STATES, duration_s=300.0)
 go[0] = False
 node.spin(duration_s=0.5)  # acknowledgements
 print("SENT", sent["joints"], sent["images"], flush=True)
