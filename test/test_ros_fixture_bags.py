@@ -142,8 +142,10 @@ def test_fixture_messages_convert_or_are_refused_clearly(name: str) -> None:
         for msgtype in ("sensor_msgs/msg/JointState", "geometry_msgs/msg/PoseStamped",
                         "geometry_msgs/msg/TwistStamped", "std_msgs/msg/Float64MultiArray"):
             assert outcomes[f"{msgtype} (rosbags)"] == "converted"
-        for key, outcome in outcomes.items():  # the fast IDL codec and rosbags give the conversions the same input
-            assert outcomes[key.replace("(rosbags)", "(idl)").replace("(idl)", "(rosbags)")] == outcome, key
+        # the fast IDL codec gives the conversions the same input as rosbags: the same outcomes
+        by_idl = {k.removesuffix(" (idl)"): v for k, v in outcomes.items() if k.endswith(" (idl)")}
+        by_rosbags = {k.removesuffix(" (rosbags)"): v for k, v in outcomes.items() if k.endswith(" (rosbags)")}
+        assert by_idl == by_rosbags and len(by_idl) == len(CONVERSIONS)
 
 
 @pytest.mark.parametrize("name", BAG_NAMES)
