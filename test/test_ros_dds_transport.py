@@ -231,11 +231,10 @@ def test_spin_duration_until_and_shutdown_from_a_callback() -> None:
     node.spin(duration_s=0.3)
     elapsed, wall_after = time.monotonic() - started, time.time()
     # spin lasts at least its duration; a late timer skips periods instead of bursting to catch up
-    assert elapsed >= 0.3 and 1 <= len(ticks) <= elapsed / 0.02 + 1
-    assert ticks == sorted(ticks) and wall_before <= ticks[0] and ticks[-1] <= wall_after  # the wall clock
-    assert node.now() >= wall_after
+    assert elapsed >= 0.3 and len(ticks) <= elapsed / 0.02 + 1
     node.spin(until=lambda: len(ticks) >= 20)
     assert len(ticks) >= 20
+    assert ticks == sorted(ticks) and wall_before <= ticks[0] and node.now() >= wall_after  # the wall clock
     node.create_timer(0.01, node.shutdown, group="other")
     node.spin()  # returns because a callback shut the transport down
     assert node.is_shut_down
@@ -316,12 +315,17 @@ def test_destroyed_subscription_gets_no_more_messages(pair: tuple[DdsTransport, 
 
     sub.callback = destroy_after_three
     a.create_timer(0.005, lambda: pub.publish(msg), group="sender")
-    sender = threading.Thread(target=a.spin, kwargs={"duration_s": 1.0})
+    sending = threading.Event()
+    sender = threading.Thread(target=a.spin, kwargs={"until": lambda: not sending.is_set(), "duration_s": 60.0})
+    sending.set()
     sender.start()
-    b.spin(duration_s=0.6)
-    count = len(got)
-    b.spin(duration_s=0.3)
-    sender.join()
+    try:
+        b.spin(until=lambda: len(got) >= 3, duration_s=30.0)
+        count = len(got)
+        b.spin(duration_s=0.3)  # the sender keeps publishing meanwhile
+    finally:
+        sending.clear()
+        sender.join()
     assert count >= 3 and len(got) == count
 
 
