@@ -81,6 +81,37 @@ def test_frozen_trunk_equals_the_pretrained_file_bit_for_bit(demos, cache, tmp_p
     assert policy.action_normalizer.input_stats.max[0] > policy.action_normalizer.input_stats.min[0]
 
 
+def test_the_loop_trains_on_smooth_l1_beta_0_05_and_reports_it(demos, cache, tmp_path, tiny_trunk, monkeypatch):
+    """The loss of each step, as the loop computes and logs it, against the reference written out
+    in test_train_loss (normalised with the limits the saved model carries)."""
+    import csv
+
+    from hpt_ros.train import trainer
+    from test_train_loss import smooth_l1_reference
+
+    real, seen = trainer.chunk_loss, []
+
+    def recording(normalizer, pred, target, beta, reduction="mean"):
+        out = real(normalizer, pred, target, beta, reduction)
+        if reduction == "mean":  # the training step (evaluation sums)
+            seen.append((pred.detach().double().numpy(), target.double().numpy(), beta, float(out.detach())))
+        return out
+
+    monkeypatch.setattr(trainer, "chunk_loss", recording)
+    result = run_training(config(demos, cache, tmp_path / "run", trunk=str(tiny_trunk), steps=2, val_every=2,
+                                 save_every=2))
+    policy, _ = load_checkpoint(result.model_dir)
+    stats = policy.action_normalizer.input_stats
+    with (result.out / "history.csv").open() as handle:
+        logged = [float(row["train_loss"]) for row in csv.DictReader(handle) if row["train_loss"]]
+    assert len(seen) == 2 and len(logged) == 2
+    for (pred, target, beta, value), reported in zip(seen, logged):
+        assert beta == 0.05 and pred.shape == target.shape and pred.shape[0] == 16
+        assert value == pytest.approx(smooth_l1_reference(pred, target, stats.min.numpy(), stats.max.numpy()),
+                                      rel=1e-5)
+        assert reported == pytest.approx(value, rel=1e-9)
+
+
 def test_finetuned_trunk_moves_and_records_where_it_started(demos, cache, tmp_path, tiny_trunk):
     result = run_training(config(demos, cache, tmp_path / "run", trunk=str(tiny_trunk), freeze_trunk=False))
     official = read_state_dict(tiny_trunk)

@@ -15,17 +15,23 @@ HORIZON, ACTION_DIM, STATE_DIM = 4, 3, 5
 LOWER, UPPER = np.array([-1.0, 0.0, 10.0]), np.array([3.0, 0.08, 10.0])  # the last dim is constant
 
 
-def reference_loss(pred: np.ndarray, target: np.ndarray, beta: float = 0.05) -> float:
-    """mean over all elements of huber(d) / beta-scaled: 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta."""
-    span = UPPER - LOWER
+def smooth_l1_reference(pred: np.ndarray, target: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                        beta: float = 0.05) -> float:
+    """Mean over all elements of 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta, d between the
+    chunks mapped from [lower, upper] to [-1, 1] (a constant dimension maps to x - lower)."""
+    lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    span = upper - lower
     constant = span < 1e-4
 
     def normalise(x: np.ndarray) -> np.ndarray:
-        # [min, max] -> [-1, 1]; a constant dimension maps to x - min (see the normaliser's docstring)
-        return np.where(constant, x - LOWER, 2.0 * (x - LOWER) / np.where(constant, 1.0, span) - 1.0)
+        return np.where(constant, x - lower, 2.0 * (x - lower) / np.where(constant, 1.0, span) - 1.0)
 
-    d = np.abs(normalise(pred.astype(np.float64)) - normalise(target.astype(np.float64)))
+    d = np.abs(normalise(np.asarray(pred, np.float64)) - normalise(np.asarray(target, np.float64)))
     return float(np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta).mean())
+
+
+def reference_loss(pred: np.ndarray, target: np.ndarray, beta: float = 0.05) -> float:
+    return smooth_l1_reference(pred, target, LOWER, UPPER, beta)
 
 
 def make_policy() -> HPTPolicy:
