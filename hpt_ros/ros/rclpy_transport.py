@@ -1,7 +1,8 @@
 """The ``rclpy`` transport: a thin adapter from the transport interface to a real ROS 2 node.
 
-Targets ROS 2 Humble and Jazzy. This is the only module of the package that imports
-rclpy, and it does so inside functions, so importing it never needs ROS 2.
+Tested on real rclpy (the Jazzy wheels: rclpy 7.1 on Fast DDS 2.14); written for Humble
+and later. This is the only module of the package that imports rclpy, and it does so
+inside functions, so importing it never needs ROS 2.
 
 Mapping:
 
@@ -10,10 +11,16 @@ Mapping:
   carrying the description (``ros2 param describe`` shows it); ``--ros-args -p`` works;
 * QoS: :class:`~hpt_ros.ros.transport.QoSProfile` -> ``rclpy.qos.QoSProfile`` (keep-last,
   reliability, durability); ``QOS_SENSOR_DATA`` is rclpy's ``qos_profile_sensor_data``;
-* threading: a ``MultiThreadedExecutor``; all subscriptions share one
-  ``MutuallyExclusiveCallbackGroup`` (message callbacks run one at a time, as in the
-  ``dds`` transport) and each timer group (``"control"`` ...) has its own, so inference
-  in the control timer never blocks message callbacks;
+* threading, as in the ``dds`` transport: message callbacks (and services) run one at a
+  time in the thread that calls :meth:`RclpyTransport.spin`, on a
+  ``SingleThreadedExecutor``; each timer group (``"control"`` ...) has a thread of its
+  own, to which its rclpy timers hand their calls, so inference in the control timer never
+  blocks message callbacks. A timer call that comes while its group is still busy is
+  skipped, as a busy mutually exclusive callback group skips it in rclpy. Measured
+  (``bench/bench_rclpy_policy.py``, two 640x480 cameras at 30 Hz and 200 Hz joint states):
+  rclpy's ``MultiThreadedExecutor`` with callback groups spends about twice the CPU per
+  message (thread-pool hand-off, a task per callback), which on two cores comes straight
+  out of inference;
 * clock: ``now()`` and timers use the node clock, so ``use_sim_time:=true`` (a parameter
   override or ``--ros-args``) follows ``/clock``;
 * DDS: before ``rclpy.init`` the package's loopback configurations are applied unless the
@@ -134,8 +141,9 @@ class _RclpySubscription(Subscription):
 
 
 class _RclpyTimer(Timer):
-    def __init__(self, node: Any, timer: Any):
+    def __init__(self, node: Any, timer: Any, worker: Any = None):
         self.timer = timer
+        self.worker = worker
         self._node = node
 
     def cancel(self) -> None:
@@ -146,17 +154,62 @@ class _RclpyTimer(Timer):
         self._node.destroy_timer(self.timer)
 
 
+class _GroupThread:
+    """One timer group's thread: runs the calls handed to it one at a time; a call handed in
+    while one runs or waits is dropped (that period is skipped)."""
+
+    def __init__(self, name: str, on_error: Callable[[BaseException], None]):
+        self._condition = threading.Condition()
+        self._pending: Callable[[], None] | None = None
+        self._busy = False
+        self._stopped = False
+        self._on_error = on_error
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, call: Callable[[], None]) -> bool:
+        with self._condition:
+            if self._stopped or self._busy or self._pending is not None:
+                return False
+            self._pending = call
+            self._condition.notify_all()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._stopped:
+                    self._condition.wait()
+                if self._stopped:
+                    return
+                call, self._pending, self._busy = self._pending, None, True
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - handed to spin(), which re-raises it
+                self._on_error(exc)
+            finally:
+                with self._condition:
+                    self._busy = False
+
+    def stop(self, timeout_s: float) -> None:
+        with self._condition:
+            self._stopped = True
+            self._pending = None
+            self._condition.notify_all()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout_s)
+
+
 class RclpyTransport(Transport):
     """A ROS 2 node behind the transport interface (see the module docstring)."""
 
     kind = "rclpy"
 
     def __init__(self, node_name: str, parameters: dict[str, Any] | None = None, *, namespace: str = "",
-                 args: list[str] | None = None, num_threads: int | None = None, lifecycle: bool = False):
+                 args: list[str] | None = None, lifecycle: bool = False):
         super().__init__(node_name, parameters)
         import rclpy
-        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.parameter import Parameter
 
@@ -171,10 +224,10 @@ class RclpyTransport(Transport):
         self.lifecycle = bool(lifecycle)
         if lifecycle:
             self._refuse_unavailable_transitions()
-        self._group_factory: Callable[[], Any] = MutuallyExclusiveCallbackGroup
-        self._message_group = MutuallyExclusiveCallbackGroup()
-        self._timer_groups: dict[str, Any] = {}
-        self._executor = MultiThreadedExecutor(num_threads=num_threads)
+        self._groups: dict[str, _GroupThread] = {}
+        self._groups_lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._message_classes: dict[str, type] = {}
         self._log_handler = _RosLogHandler(self.node.get_logger())
@@ -202,16 +255,28 @@ class RclpyTransport(Transport):
     def create_subscription(self, topic: str, msg_type: str, callback: Callback, qos: QoSProfile = QOS_DEFAULT, *,
                             raw: bool = False) -> Subscription:
         validate_topic_name(topic)
-        subscription = self.node.create_subscription(
-            self.message_class(msg_type), topic, callback, rclpy_qos(qos),
-            callback_group=self._message_group, raw=raw)
+        subscription = self.node.create_subscription(self.message_class(msg_type), topic, callback, rclpy_qos(qos),
+                                                     raw=raw)
         return _RclpySubscription(topic, normalize_type_name(msg_type), self.node, subscription)
 
     def create_timer(self, period_s: float, callback: Callable[[], None], *, group: str = "control") -> Timer:
-        callback_group = self._timer_groups.get(group)
-        if callback_group is None:
-            callback_group = self._timer_groups[group] = self._group_factory()
-        return _RclpyTimer(self.node, self.node.create_timer(float(period_s), callback, callback_group=callback_group))
+        if self._shut_down:
+            raise TransportError(f"<timer>: transport of node {self.node_name!r} is shut down")
+        with self._groups_lock:
+            worker = self._groups.get(group)
+            if worker is None:
+                worker = self._groups[group] = _GroupThread(f"{self.node_name}-{group}", self._record_error)
+        timer = self.node.create_timer(float(period_s), lambda: worker.submit(callback))
+        return _RclpyTimer(self.node, timer, worker)
+
+    def group_thread(self, group: str) -> threading.Thread | None:
+        """The thread that runs the timers of ``group`` (None before its first timer)."""
+        worker = self._groups.get(group)
+        return None if worker is None else worker.thread
+
+    def _record_error(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
 
     # -- clock ------------------------------------------------------------
     def now(self) -> float:
@@ -288,11 +353,17 @@ class RclpyTransport(Transport):
 
     # -- life cycle -------------------------------------------------------
     def spin(self, duration_s: float | None = None, until: Callable[[], bool] | None = None) -> None:
-        """Run callbacks until shutdown, ``duration_s`` wall-clock seconds, or ``until()``."""
+        """Run callbacks until shutdown, ``duration_s`` wall-clock seconds, or ``until()``.
+
+        An exception raised by a timer callback (in its group's thread) stops spinning and is
+        re-raised here; one raised by a message callback comes straight through."""
         import rclpy
 
         deadline = None if duration_s is None else time.monotonic() + float(duration_s)
         while not self._shut_down and rclpy.ok(context=self.node.context):
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
             if until is not None and until():
                 return
             timeout = 0.05
@@ -304,7 +375,7 @@ class RclpyTransport(Transport):
             try:
                 self._executor.spin_once(timeout_sec=timeout)
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is the benign race below
-                # a timer cancelled while its call was already queued: rcl refuses the call
+                # a timer cancelled (another thread) between the wait and its call: rcl refuses the call
                 if type(exc).__name__ != "RCLError" or "timer is canceled" not in str(exc):
                     raise
 
@@ -322,26 +393,11 @@ class RclpyTransport(Transport):
                 self.logger.warning("%s: shutdown transition failed: %s", self.node_name, exc)
         self.logger.removeHandler(self._log_handler)
         self.logger.propagate = True
+        with self._groups_lock:
+            groups = list(self._groups.values())
+        for worker in groups:
+            worker.stop(timeout_s=5.0)  # a callback still running after that finds the node gone
         self._executor.shutdown()
-        self._wait_for_callbacks(timeout_s=5.0)
         self.node.destroy_node()
         if self._owns_context:
             rclpy.try_shutdown()
-
-    def _wait_for_callbacks(self, timeout_s: float) -> None:
-        """Let callbacks already handed to the executor's threads finish before the node goes.
-
-        ``spin_once`` returns as soon as it has queued a callback, and rclpy's
-        ``Executor.shutdown`` does not wait for them (rclpy 7.1 / 9.1): destroying the node
-        under a queued callback makes it fail ("cannot use Destroyable because destruction
-        was requested"). A callback calling ``shutdown()`` does not wait for itself.
-        """
-        if threading.current_thread().name.startswith("ThreadPoolExecutor"):
-            return
-        pending = list(getattr(self._executor, "_futures", ()))
-        deadline = time.monotonic() + timeout_s
-        for future in pending:
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if future.done() and not future.cancelled():
-                future.exception()  # marks it retrieved

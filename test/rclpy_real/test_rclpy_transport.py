@@ -1,6 +1,6 @@
 """The rclpy transport on real rclpy: node, parameters with descriptors, QoS, pub/sub
-(decoded and raw), timers in their own callback groups, the node clock under
-use_sim_time, logging to /rosout, and shutdown."""
+(decoded and raw), timers in a thread per group, the node clock under use_sim_time,
+logging to /rosout, errors in timer callbacks, and shutdown."""
 
 from __future__ import annotations
 
@@ -47,14 +47,14 @@ def test_qos_mapping() -> None:
     assert rclpy_qos(QoSProfile(3, Reliability.BEST_EFFORT)).reliability is ReliabilityPolicy.BEST_EFFORT
 
 
-def test_pub_sub_decoded_and_raw_and_callback_groups() -> None:
+def test_pub_sub_decoded_and_raw_and_threads() -> None:
     transport = make()
     try:
         decoded: list[Any] = []
         raw: list[bytes] = []
         cameras: list[Any] = []
-        sub = transport.create_subscription("/joint_states", "sensor_msgs/JointState", decoded.append)
-        raw_sub = transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", raw.append, raw=True)
+        transport.create_subscription("/joint_states", "sensor_msgs/JointState", decoded.append)
+        transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", raw.append, raw=True)
         cam_sub = transport.create_subscription("/camera/image", "sensor_msgs/msg/Image", cameras.append,
                                                 QOS_SENSOR_DATA)
         pub = transport.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
@@ -72,14 +72,19 @@ def test_pub_sub_decoded_and_raw_and_callback_groups() -> None:
         transport.spin(until=lambda: len(decoded) > n, duration_s=20.0)
         assert list(decoded[-1].name) == ["fr3_joint1"]
 
-        # message callbacks share one group; timers get one per group name, none of them the messages'
-        groups = [s.subscription.callback_group for s in (sub, raw_sub, cam_sub)]
-        assert groups[0] is groups[1] is groups[2]
-        control = transport.create_timer(0.1, lambda: None)
-        diagnostics = transport.create_timer(1.0, lambda: None, group="diagnostics")
-        assert control.timer.callback_group is timer.timer.callback_group
-        assert diagnostics.timer.callback_group is not control.timer.callback_group
-        assert groups[0] not in (control.timer.callback_group, diagnostics.timer.callback_group)
+        # message callbacks run in the spinning thread; timers in one thread per group name
+        threads: dict[str, set[str]] = {"messages": set(), "control": set(), "diagnostics": set()}
+        transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState",
+                                      lambda m: threads["messages"].add(threading.current_thread().name))
+        transport.create_timer(0.02, lambda: threads["control"].add(threading.current_thread().name))
+        transport.create_timer(0.03, lambda: threads["control"].add(threading.current_thread().name))
+        transport.create_timer(0.02, lambda: (threads["diagnostics"].add(threading.current_thread().name),
+                                              pub.publish(msg)), group="diagnostics")
+        transport.spin(until=lambda: all(threads.values()), duration_s=20.0)
+        assert threads["messages"] == {threading.current_thread().name}
+        assert threads["control"] == {transport.group_thread("control").name}
+        assert threads["diagnostics"] == {transport.group_thread("diagnostics").name}
+        assert transport.group_thread("control") is not transport.group_thread("diagnostics")
         assert cam_sub.subscription.qos_profile.reliability is ReliabilityPolicy.BEST_EFFORT
         with pytest.raises(TransportError, match="invalid ROS 2 topic name"):
             transport.create_publisher("relative", "std_msgs/msg/Bool")
@@ -172,6 +177,19 @@ def test_python_logging_reaches_rosout() -> None:
         assert (30, "policy_node", "camera /wrist is stale") in lines  # 30: WARN
     finally:
         listener.shutdown()
+        transport.shutdown()
+
+
+def test_timer_callback_error_stops_spin_and_is_raised() -> None:
+    transport = make()
+    try:
+        def failing() -> None:
+            raise ValueError("tick failed")
+
+        transport.create_timer(0.01, failing)
+        with pytest.raises(ValueError, match="tick failed"):
+            transport.spin(duration_s=20.0)
+    finally:
         transport.shutdown()
 
 
