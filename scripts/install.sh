@@ -2,8 +2,9 @@
 # Create ./.venv (if missing) and install hpt_ros into it, editable.
 #   scripts/install.sh          runtime dependencies
 #   scripts/install.sh dev      plus the test tools (pytest, colcon)
-# The simulated robot renders headless through Mesa (EGL): its Debian packages are
-# installed with apt-get when missing (as root, or through sudo when it needs no password).
+# The simulated robot renders headless through Mesa (EGL), and the tests compile C++ (the
+# AOT torch engine): those Debian packages are installed with apt-get when missing (as
+# root, or through sudo when it needs no password).
 # torch is pinned so that pip takes the CPU wheel where one is offered; on a GPU
 # machine install the CUDA build of the same version first and it is kept.
 set -euo pipefail
@@ -16,21 +17,23 @@ if [ ! -x "$VENV/bin/python" ]; then
     exit 1
   fi
 fi
-mesa_packages="libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1"
+apt_packages="libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1"
+# the tests also run the AOT-compiled torch engine (the bf16 CPU default), which compiles C++
+[ "${1:-}" = "dev" ] && apt_packages="$apt_packages g++ python3-dev"
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in $mesa_packages; do
+  for pkg in $apt_packages; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
   done
 fi
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO="none"; fi
   if [ "$SUDO" = "none" ]; then
-    echo "error: the simulated robot needs Mesa's EGL packages:$missing" >&2
+    echo "error: missing Debian packages (Mesa's EGL for the simulated robot; a C++ compiler for the tests):$missing" >&2
     echo "       install them with: sudo apt-get install -y$missing" >&2
     exit 1
   fi
-  echo "installing Mesa's EGL packages for headless rendering:$missing"
+  echo "installing Debian packages:$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
