@@ -102,6 +102,8 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(80 + os.getpid() % 20))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # two processes on two cores: idle OpenMP threads must sleep, not spin against the other process
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     camera_rate = 15.0
     robot = _spawn(["fake-robot", "--robot", args.robot, "--seed", str(args.seed), "--camera-rate-hz",
                     str(camera_rate)], "fake_robot", env)
