@@ -493,3 +493,75 @@ def test_math_helpers():
 
     for rpy in ([0.1, -0.2, 0.3], [math.pi - 0.01, 0.4, -2.0], [0.0, 0.0, 0.0]):
         assert np.allclose(quaternion_to_rpy(*_rpy_to_quaternion(np.array(rpy))), rpy, atol=1e-12)
+
+
+# -- part of the action missing: scored on what the bag records ----------------------------------------------
+
+def test_bag_without_the_gripper_topic_is_scored_on_the_arm(spec, checkpoint, engine, work):
+    gripper = spec.action.gripper
+    arm = list(spec.action.arm_joints)
+    full = write_sim_episode(work / "partial" / "with_gripper", spec, episode=2, duration_s=1.2)
+    partial = write_sim_episode(work / "partial" / "without_gripper", spec, episode=2, duration_s=1.2,
+                                omit=(gripper.topic,))
+    out = work / "out_partial"
+    metrics = evaluate_bags([full, partial], spec, checkpoint, out, engine=engine, progress=False)
+    got, ref = metrics["episodes"][str(partial)], metrics["episodes"][str(full)]
+    assert got["status"] == "ok", got
+    assert got["dimensions_scored"] == arm and ref["dimensions_scored"] == list(spec.action.joints)
+    assert list(got["dimensions_not_scored"]) == [gripper.joint] and ref["dimensions_not_scored"] == {}
+    assert gripper.topic in got["dimensions_not_scored"][gripper.joint]
+    assert "not in the bag" in got["dimensions_not_scored"][gripper.joint]
+
+    # the same episode with the gripper, checked against the independent computation, gives the arm's numbers
+    exp = expected_episode(full, spec, engine)
+    assert_metrics_match(ref, expected_metrics([exp], spec.action.joints))
+    assert got["ticks_evaluated"] == ref["ticks_evaluated"] > 10
+    for key in ("mae", "rmse", "max_abs_error", "mae_normalized", "rmse_normalized", "max_abs_error_normalized"):
+        assert got[key][gripper.joint] is None, key
+        for joint in arm:
+            assert got[key][joint] == pytest.approx(ref[key][joint], abs=1e-12), (key, joint)
+    errors = np.array([p - r for p, r in zip(exp["predicted"], exp["recorded"]) if p is not None and r is not None])
+    span = exp["upper"] - exp["lower"]
+    arm_only = 2 * errors[:, :7] / span[:7]
+    assert got["mae_normalized_overall"] == pytest.approx(np.abs(arm_only).mean(), abs=1e-9)
+
+    # overall: the arm pools both episodes, the gripper only the one that records it
+    overall = metrics["overall"]
+    n = ref["ticks_evaluated"]
+    assert overall["ticks_evaluated_per_dimension"] == {**dict.fromkeys(arm, 2 * n), gripper.joint: n}
+    assert overall["dimensions_scored"] == list(spec.action.joints) and overall["dimensions_not_scored"] == {}
+    assert overall["episodes_missing_dimensions"] == {got["name"]: got["dimensions_not_scored"]}
+    pooled = np.concatenate([(2 * errors / span).reshape(-1), arm_only.reshape(-1)])
+    assert overall["mae_normalized_overall"] == pytest.approx(np.abs(pooled).mean(), abs=1e-9)
+    assert overall["mae_normalized"][gripper.joint] == pytest.approx(ref["mae_normalized"][gripper.joint], abs=1e-12)
+
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    report = (out / "report.md").read_text()
+    assert "## Action dimensions scored" in report and f"| `{got['name']}` | `{gripper.joint}` |" in report
+    assert gripper.topic in report
+
+    # only the gripper missing from every episode: the dimension is listed as never scored, with the reason
+    alone = evaluate_bags([partial], spec, checkpoint, work / "out_partial_alone", engine=engine, plots=False,
+                          progress=False)["overall"]
+    assert alone["dimensions_scored"] == arm and list(alone["dimensions_not_scored"]) == [gripper.joint]
+    assert gripper.topic in alone["dimensions_not_scored"][gripper.joint]
+    assert alone["mae"][gripper.joint] is None and alone["ticks_evaluated_per_dimension"][gripper.joint] == 0
+
+
+def test_bag_with_none_of_the_action_is_an_error_naming_bag_and_topics(spec, checkpoint, engine, work):
+    command, gripper = spec.action.command.topic, spec.action.gripper.topic
+    bag = write_sim_episode(work / "partial" / "no_action", spec, duration_s=0.5, omit=(command, gripper))
+    wrong = write_sim_episode(work / "partial" / "command_wrong_type", spec, duration_s=0.5,
+                              retype={command: "std_msgs/msg/Float64MultiArray"})
+    metrics = evaluate_bags([bag, wrong], spec, checkpoint, work / "out_no_action", engine=engine, plots=False,
+                            progress=False)
+    entry = metrics["episodes"][str(bag)]
+    assert entry["status"] == "error" and entry["error_type"] == "EvaluationError"
+    assert entry["topics"] == [command, gripper] and entry["topic"] == command
+    assert str(bag) in entry["error"] and command in entry["error"] and gripper in entry["error"]
+    assert "none of the recorded action" in entry["error"]
+    # a command topic of another type is there but unreadable: an error, not dimensions left out
+    entry = metrics["episodes"][str(wrong)]
+    assert entry["status"] == "error" and entry["topic"] == command
+    assert f"expected type {spec.action.command.type}, found std_msgs/msg/Float64MultiArray" in entry["error"]
+    assert metrics["overall"]["episodes_evaluated"] == 0

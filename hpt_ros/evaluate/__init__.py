@@ -29,7 +29,11 @@ the recorded ones, and compared:
   by reason; replay speed as a multiple of real time, and where the time went),
   ``report.md`` (read it first) and ``plots/`` (policy vs recorded per joint per
   episode; the error distribution).
-* **Errors.** A bag with a missing topic, a type other than the spec's, a truncated file
+* **Part of the action.** A bag without the command or the gripper topic (absent or
+  empty) is scored on the dimensions it records; ``dimensions_scored`` and
+  ``dimensions_not_scored`` (with the reason) in metrics.json and the report say which.
+  A bag with neither is an error.
+* **Errors.** A bag with a missing sensor topic, a type other than the spec's, a truncated file
   (``--recover`` reads its complete messages) or messages that do not convert gets
   ``status: "error"`` in metrics.json with a message naming the bag and the topic; the
   other bags are evaluated. Exit status 1 if any bag failed, 2 if none could be

@@ -85,6 +85,8 @@ def _episode_entry(result: EpisodeResult, layout: ActionLayout, name: str) -> tu
         "ticks_without_recorded_action": int((commanded & ~evaluated).sum()),
         "ticks_held": int((~commanded).sum()),
         "held_reasons": _held(result.reasons),
+        "dimensions_scored": [label for label in layout.labels if label not in result.not_scored],
+        "dimensions_not_scored": dict(result.not_scored),
     }
     entry.update(error_metrics(errors, layout))
     entry["timing"] = result.timing
@@ -100,7 +102,20 @@ def _error_entry(bag: Path, name: str, exc: BaseException) -> dict[str, Any]:
         "error": str(exc),
         "error_type": type(exc).__name__,
         "topic": getattr(exc, "topic", None),
+        "topics": list(getattr(exc, "topics", None) or ([exc.topic] if getattr(exc, "topic", None) else [])),
     }
+
+
+def _overall_dimensions(ok: list[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """Which dimensions some episode scored, which none did (and why), and which episodes lack which."""
+    scored = [label for label in labels if any(label in e["dimensions_scored"] for e in ok)]
+    partial = {e["name"]: e["dimensions_not_scored"] for e in ok if e["dimensions_not_scored"]}
+    not_scored = {}
+    for label in labels:
+        if label not in scored and ok:
+            reasons = dict.fromkeys(e["dimensions_not_scored"].get(label, "") for e in ok)
+            not_scored[label] = "; ".join(r for r in reasons if r) + " (every episode)"
+    return {"dimensions_scored": scored, "dimensions_not_scored": not_scored, "episodes_missing_dimensions": partial}
 
 
 def _overall_timing(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -239,6 +254,7 @@ def evaluate_bags(
         "ticks_held": sum(e["ticks_held"] for e in ok),
         "held_reasons": _held(r for res in results.values() for r in res.reasons),
     }
+    overall.update(_overall_dimensions(ok, layout.labels))
     overall.update(error_metrics(errors, layout))
     overall["timing"] = _overall_timing(ok)
 

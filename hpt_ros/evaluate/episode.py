@@ -7,7 +7,9 @@
    spec needs: present, of the spec's type, not empty, and its first message converts
    (each problem is an :class:`EvaluationError` / ``BagError`` naming bag and topic);
 2. reads the recorded actions (the spec's command + gripper topics, or a leader-arm
-   JointState topic);
+   JointState topic). A bag without one of the two streams (no gripper topic, say) is
+   scored on the dimensions it has; the others are listed with the reason in
+   ``EpisodeResult.not_scored``. A bag with neither is an :class:`EvaluationError`;
 3. builds :class:`~hpt_ros.nodes.policy_node.PolicyNode`, the node that runs live, on a
    :class:`~hpt_ros.ros.replay.ReplayTransport` whose clock starts at the bag's start, and
    feeds it the bag's sensor topics (and the enable topic when the bag has it). Control
@@ -57,7 +59,9 @@ class EpisodeResult:
 
     ``predicted`` [ticks, dim] holds the command the policy sent (NaN rows: held ticks);
     ``recorded`` [ticks, dim] the recorded action at each tick (NaN: none yet);
-    ``reasons`` the hold reason per tick ('' when a command was sent).
+    ``reasons`` the hold reason per tick ('' when a command was sent);
+    ``scored`` bool [dim]: the action dimensions the bag records (its other columns of
+    ``recorded`` are NaN); ``not_scored`` the reason for each dimension left out, by label.
     """
 
     bag: str
@@ -70,6 +74,8 @@ class EpisodeResult:
     latencies_s: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    scored: np.ndarray | None = None  # None: every dimension
+    not_scored: dict[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -86,8 +92,9 @@ class EpisodeResult:
 
     @property
     def evaluated(self) -> np.ndarray:
-        """Ticks with a command and a recorded action."""
-        return self.commanded & np.isfinite(self.recorded).all(axis=1)
+        """Ticks with a command and a recorded action (in every dimension the bag records)."""
+        recorded = self.recorded if self.scored is None else self.recorded[:, self.scored]
+        return self.commanded & np.isfinite(recorded).all(axis=1)
 
 
 # -- checks -------------------------------------------------------------------------------------------
@@ -135,9 +142,41 @@ def _read_series(reader: Any, topic: str, convert: Any, width: int) -> ActionSer
     return ActionSeries(topic, times, np.array(values, dtype=np.float64).reshape(len(times), width), width)
 
 
+def _action_streams(reader: Any, spec: RobotSpec, layout: ActionLayout) -> tuple[set[str], dict[str, str]]:
+    """The action streams ("arm", "gripper") the bag records, and why each dimension of the others is not scored.
+
+    A stream whose topic is absent or empty leaves its dimensions unscored; one of another
+    type is an error (it is there, but not what the spec says). None at all is an error.
+    """
+    action = spec.action
+    streams = {"arm": (action.command.topic, action.command.type, [layout.labels[i] for i in layout.arm_index])}
+    if action.gripper is not None and layout.gripper_index is not None:
+        streams["gripper"] = (action.gripper.topic, action.gripper.type, [layout.labels[layout.gripper_index]])
+    present: set[str] = set()
+    not_scored: dict[str, str] = {}
+    for name, (topic, msg_type, labels) in streams.items():
+        info = reader.topics.get(topic)
+        if info is None or info.count == 0:
+            why = f"topic {topic} ({msg_type}) {'is not in the bag' if info is None else 'has no messages'}"
+            not_scored.update(dict.fromkeys(labels, why))
+            continue
+        _require(reader, topic, msg_type)
+        present.add(name)
+    if not present:
+        missing = [topic for topic, _, _ in streams.values()]
+        raise EvaluationError(reader.path, f"none of the recorded action is in the bag (nothing to score): "
+                              f"{'; '.join(dict.fromkeys(not_scored.values()))}; the bag has: "
+                              f"{', '.join(sorted(reader.topics)) or '(no topics)'}", topics=missing)  # fmt: skip
+    return present, not_scored
+
+
 def _recorded_actions(reader: Any, spec: RobotSpec, layout: ActionLayout, tick_ns: np.ndarray,
-                      action_topic: str | None, action_joint_names: Sequence[str] | None) -> np.ndarray:
-    """float64 [ticks, dim]: the latest recorded action at or before each tick (NaN: none yet)."""
+                      action_topic: str | None, action_joint_names: Sequence[str] | None,
+                      streams: set[str]) -> np.ndarray:
+    """float64 [ticks, dim]: the latest recorded action at or before each tick (NaN: none yet, or not recorded).
+
+    ``streams``: the command streams the bag has ("arm", "gripper"); without ``action_topic`` only.
+    """
     action = spec.action
     out = np.full((len(tick_ns), layout.dim), np.nan)
     if action_topic is not None:
@@ -145,10 +184,11 @@ def _recorded_actions(reader: Any, spec: RobotSpec, layout: ActionLayout, tick_n
         series = _read_series(reader, action_topic,
                               lambda m: messages.joint_state_to_array(m, names, topic=action_topic), len(names))
         return series.at(tick_ns)
-    arm = _read_series(reader, action.command.topic, lambda m: arm_command_to_vector(m, spec),
-                       len(layout.arm_index))
-    out[:, layout.arm_index] = arm.at(tick_ns)
-    if action.gripper is not None and layout.gripper_index is not None:
+    if "arm" in streams:
+        arm = _read_series(reader, action.command.topic, lambda m: arm_command_to_vector(m, spec),
+                           len(layout.arm_index))
+        out[:, layout.arm_index] = arm.at(tick_ns)
+    if "gripper" in streams and layout.gripper_index is not None:
         grip = _read_series(reader, action.gripper.topic, lambda m: [gripper_to_value(m, spec)], 1)
         out[:, layout.gripper_index] = grip.at(tick_ns)[:, 0]
     return out
@@ -195,12 +235,12 @@ def replay_episode(
             if sensor.required or (info is not None and info.count > 0):
                 _require(reader, sensor.topic, sensor.type)
                 present.append(sensor)
+        streams: set[str] = set()
+        not_scored: dict[str, str] = {}
         if action_topic is not None:
             _require(reader, action_topic, JOINT_STATE)
         else:
-            _require(reader, action.command.topic, action.command.type)
-            if action.gripper is not None:
-                _require(reader, action.gripper.topic, action.gripper.type)
+            streams, not_scored = _action_streams(reader, spec, layout)
         enable_topic = spec.safety.enable_topic
         use_enable = enable_from_bag and enable_topic in reader.topics
         if use_enable:
@@ -212,7 +252,7 @@ def replay_episode(
         period_ns = max(1, round(spec.period_s * 1e9))  # as ReplayTransport.create_timer rounds it
         count = max(0, (end_ns - start_ns) // period_ns)
         tick_grid = start_ns + period_ns * np.arange(1, count + 1, dtype=np.int64)
-        recorded_grid = _recorded_actions(reader, spec, layout, tick_grid, action_topic, action_joint_names)
+        recorded_grid = _recorded_actions(reader, spec, layout, tick_grid, action_topic, action_joint_names, streams)
 
         # 3. engine warm-up for this frame size (trace / compile happen outside the timed replay)
         warmup_s = 0.0
@@ -307,5 +347,6 @@ def replay_episode(
         "inference_ms_p50": float(np.percentile(latencies, 50) * 1e3) if latencies.size else None,
         "bag_messages": stats.bag_messages,
     }
+    scored = np.array([label not in not_scored for label in layout.labels], dtype=bool)
     return EpisodeResult(str(bag), start_ns, end_ns, tick_ns, reasons, predicted, recorded_grid, latencies,
-                         info, timing)  # fmt: skip
+                         info, timing, scored, not_scored)  # fmt: skip

@@ -17,6 +17,7 @@ import numpy as np
 
 from .actions import ActionLayout
 from .episode import EpisodeResult
+from .metrics import masked_mean
 
 __all__ = ["plot_episode", "plot_error_summary"]
 
@@ -62,6 +63,8 @@ def plot_episode(result: EpisodeResult, layout: ActionLayout, path: Path, title:
         ax.step(t, result.recorded[:, j], where="post", color="0.3", lw=1.2, label="recorded")
         ax.plot(t, result.predicted[:, j], ".-", color="C0", ms=3, lw=0.8, label="policy")
         ax.set_ylabel(layout.labels[j], fontsize=8)
+        if layout.labels[j] in result.not_scored:
+            ax.set_title(f"not scored: {result.not_scored[layout.labels[j]]}", fontsize=7, loc="left")
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[dim:]:
@@ -91,15 +94,17 @@ def plot_error_summary(errors: np.ndarray, layout: ActionLayout, path: Path, tit
     unit = "normalised units (2 err / (upper - lower))" if normalised else "action units"
     fig = _figure(11.0, 3.8)
     left, right = fig.subplots(1, 2)
-    if values.size:
-        left.hist(values.reshape(-1), bins=60, color="C0", alpha=0.85)
+    finite = np.isfinite(values)  # NaN: a dimension a bag does not record
+    if finite.any():
+        left.hist(values[finite], bins=60, color="C0", alpha=0.85)
     left.set_xlabel(f"policy - recorded [{unit}]", fontsize=8)
     left.set_ylabel("ticks x dims", fontsize=8)
     left.set_title(f"error distribution ({values.shape[0]} ticks)", fontsize=9)
     x = np.arange(len(labels))
-    if values.size:
-        mae = np.abs(values).mean(axis=0)
-        rmse = np.sqrt((values**2).mean(axis=0))
+    if finite.any():
+        with np.errstate(invalid="ignore"):  # a column without entries: NaN, drawn as no bar
+            mae = masked_mean(np.abs(values), finite)
+            rmse = np.sqrt(masked_mean(values**2, finite))
         right.bar(x - 0.2, mae, 0.4, label="MAE")
         right.bar(x + 0.2, rmse, 0.4, label="RMSE")
         right.legend(fontsize=7)

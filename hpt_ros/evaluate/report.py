@@ -26,6 +26,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _dimension_lines(overall: dict[str, Any]) -> list[str]:
+    """Which action dimensions were scored, and why the others were not (nothing when all were, everywhere)."""
+    partial = overall.get("episodes_missing_dimensions") or {}
+    not_scored = overall.get("dimensions_not_scored") or {}
+    if not partial and not not_scored:
+        return []
+    scored = overall.get("dimensions_scored") or []
+    lines = ["", "## Action dimensions scored", "",
+             f"Scored: {', '.join(f'`{d}`' for d in scored) or 'none'}. A bag without part of the action is "
+             "scored on the dimensions it records; the figures of a dimension pool only the episodes that "
+             "record it (`ticks_evaluated_per_dimension` in metrics.json)."]  # fmt: skip
+    if not_scored:
+        lines += ["", "Not scored in any episode:", ""]
+        lines += [f"- `{d}`: {why}" for d, why in not_scored.items()]
+    if partial:
+        lines += ["", "Episodes scored on part of the action:", ""]
+        lines += _table(["episode", "not scored", "why"],
+                        [[f"`{name}`", ", ".join(f"`{d}`" for d in dims),
+                          "; ".join(dict.fromkeys(dims.values()))] for name, dims in partial.items()])  # fmt: skip
+    return lines
+
+
 def write_report(metrics: dict[str, Any], path: Path) -> Path:
     """Write the markdown report of ``metrics`` (as written to metrics.json) to ``path``."""
     overall = metrics["overall"]
@@ -54,6 +76,7 @@ def write_report(metrics: dict[str, Any], path: Path) -> Path:
     )  # fmt: skip
     if overall["held_reasons"]:
         lines += ["", f"Held by safety (not errors): {_reasons(overall['held_reasons'])}."]
+    lines += _dimension_lines(overall)
     failed = {bag: e for bag, e in episodes.items() if e["status"] != "ok"}
     if failed:
         lines += ["", "## Bags that could not be evaluated", ""]
