@@ -366,6 +366,11 @@ class DdsTransport(Transport):
     def _message_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                with self._lock:
+                    idle = not self._subscriptions
+                if idle:  # a waitset with nothing attached returns at once: it would spin a core
+                    self._stop.wait(0.02)
+                    continue
                 self._waitset.wait(_WAIT_NS)
                 with self._lock:
                     subs = list(self._subscriptions)
