@@ -4,6 +4,7 @@ provider fallback is one log line, and ``hpt-ros export-onnx`` works end to end.
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -22,9 +23,12 @@ import yaml
 from hpt_ros.engine import EngineError, OnnxEngine, export_onnx, load_engine, sidecar_path
 from hpt_ros.engine import export as export_module
 from hpt_ros.engine import onnx_engine
+from hpt_ros.engine.factory import SpecMismatchError
 from hpt_ros.engine.graph import action_range
 from hpt_ros.engine.torch_engine import action_error_percent
 from hpt_ros.model import save_checkpoint
+from hpt_ros.spec import parse_spec
+from hpt_ros.spec.compat import model_fields
 
 CPU_ONLY = ["CPUExecutionProvider"]
 
@@ -120,6 +124,8 @@ def test_sidecar_content(policy, spec, exported):
     }  # fmt: skip
     assert side["normalizer"]["action"] == policy.action_normalizer.stats_dict()
     assert side["normalizer"]["state"] == policy.state_normalizer.stats_dict()
+    assert side["normalizer"]["source"] == "joint limits of robot spec 'franka_fr3'"
+    assert side["robot_spec"] == model_fields(spec)
     assert side["trunk_sha256"] == policy.trunk_checksum()
     assert side["config"] == policy.config.to_dict()
     assert side["agreement_with_torch_fp32"]["max_percent_of_action_range"] < ATOL_PERCENT
@@ -217,3 +223,17 @@ def test_load_engine_rejects_onnx_that_does_not_fit_spec(exported, spec, tmp_pat
     with pytest.raises(EngineError) as info:
         load_engine(bad, spec)
     assert str(bad) in str(info.value) and "action_dim 7" in str(info.value)
+
+
+def test_load_engine_refuses_onnx_made_for_other_joint_order_unless_allowed(exported, spec, caplog):
+    raw = copy.deepcopy(spec.raw)
+    joints = raw["action"]["joints"]
+    joints[0], joints[6] = joints[6], joints[0]
+    reordered = parse_spec(raw, "<reordered>")
+    with pytest.raises(SpecMismatchError) as info:
+        load_engine(exported, reordered)
+    assert str(exported) in str(info.value) and "action joints in another order" in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="hpt_ros.engine"):
+        engine = load_engine(exported, reordered, allow_spec_mismatch=True)
+    assert engine.backend == "onnxruntime"
+    assert any("SPEC MISMATCH ALLOWED" in r.getMessage() for r in caplog.records)

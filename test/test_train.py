@@ -22,6 +22,7 @@ from conftest import require_shared
 from hpt_ros.model import load_checkpoint, read_state_dict, trunk_sha256
 from hpt_ros.spec import load_spec
 from hpt_ros.train import TrainConfig, run_training
+from hpt_ros.spec.compat import model_fields
 from hpt_ros.train.schedule import WarmupCosine
 
 SPEC = load_spec("franka_fr3")
@@ -156,6 +157,9 @@ def test_steps_zero_saves_the_untrained_model(demos, cache, tmp_path, tiny_trunk
     result = run_training(config(demos, cache, tmp_path / "run", trunk=str(tiny_trunk), steps=0))
     policy, meta = load_checkpoint(result.model_dir)
     assert meta["trunk_sha256"] == trunk_sha256(read_state_dict(tiny_trunk))
+    # the spec fields the model was made for, so that loading it under another spec can be refused
+    assert meta["robot_spec"] == model_fields(SPEC) and policy.spec_fields == model_fields(SPEC)
+    assert policy.normalizer_source.startswith("training data (min/max of ")
     assert result.metrics["val_untrained_loss"] == pytest.approx(result.metrics["val"]["loss"], rel=1e-6)
 
 

@@ -6,9 +6,10 @@ action_dim]) out; resize, ImageNet normalisation, ResNet-18, stems, trunk, head 
 normalisers are inside. The batch is dynamic; the image size is dynamic too unless
 ``dynamic_image_size=False`` fixes it at ``height`` x ``width``.
 
-The sidecar (``<file>.onnx.yaml``) records the spec hash, input/output names, dtypes
-and shapes, the normaliser, the model sizes, the file's sha256 and the measured
-agreement with the torch model. ``hpt-ros export-onnx CHECKPOINT --out FILE`` is the
+The sidecar (``<file>.onnx.yaml``) records the spec hash and the spec fields the model
+was made for (``robot_spec``: joints, views, action layout), input/output names, dtypes
+and shapes, the normaliser and its source, the model sizes, the file's sha256 and the
+measured agreement with the torch model. ``hpt-ros export-onnx CHECKPOINT --out FILE`` is the
 command line.
 """
 
@@ -101,7 +102,8 @@ def export_onnx(
         policy: an ``HPTPolicy`` with an ``ImageEncoder``.
         path: the ``.onnx`` file to write (folders are created).
         spec: the robot spec it is for; its hash and name go into the sidecar (and its
-            dimensions must fit the policy).
+            dimensions must fit the policy). The spec fields recorded are the policy's own
+            (``policy.spec_fields``), else this spec's.
         precision: "fp32" or "fp16" (network in float16; meant for CUDA / TensorRT).
         height, width: the example frame size; the only accepted size when
             ``dynamic_image_size`` is False.
@@ -120,6 +122,7 @@ def export_onnx(
     import yaml
 
     from hpt_ros.model import trunk_size_name
+    from hpt_ros.spec.compat import model_fields
 
     from .graph import PolicyGraph, action_range
 
@@ -222,8 +225,10 @@ def export_onnx(
             "preprocessing": "in-graph: bilinear resize (align_corners=False, no antialias) to "
             f"{encoder.image_size}x{encoder.image_size}, /255, ImageNet mean/std",
         },
+        "robot_spec": policy.spec_fields if policy.spec_fields else (model_fields(spec) if spec else None),
         "normalizer": {
             "kind": "limits",
+            "source": policy.normalizer_source,
             "action": policy.action_normalizer.stats_dict(),
             "state": policy.state_normalizer.stats_dict(),
             "normalize_state": bool(c.normalize_state),

@@ -5,6 +5,12 @@ whose normaliser is set from the spec's joint limits (sensible before any traini
 ``load_engine`` opens an hpt_ros checkpoint folder (``model.safetensors`` + ``hpt.yaml``)
 or an ``.onnx`` file with its sidecar YAML, checks that the model fits the spec, and
 returns the engine. Nothing is ever unpickled.
+
+Beyond sizes, a model records the robot spec fields it was made for (joint names and
+order, camera views, action layout: ``hpt_ros.spec.compat``). Loading under a spec that
+differs in them raises ``SpecMismatchError`` listing every difference, unless
+``allow_spec_mismatch`` is set, which logs the differences as a warning on every load.
+Topic renames and another robot name are only noted.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from .base import Engine, EngineError
 if TYPE_CHECKING:  # pragma: no cover
     from hpt_ros.model import HPTConfig, HPTPolicy
     from hpt_ros.spec import RobotSpec
+    from hpt_ros.spec.compat import SpecComparison
 
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
+    "SpecMismatchError",
     "TINY_SIZE",
     "build_policy_for_spec",
+    "check_model_spec",
     "config_for_spec",
     "domain_for",
     "load_engine",
@@ -40,6 +49,10 @@ TINY_SIZE: tuple[int, int, int] = (64, 2, 4)
 """``size="tiny"``: (embed_dim, num_blocks, num_heads) of the official test fixture; for tests."""
 
 _NOT_DOMAIN = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+class SpecMismatchError(EngineError):
+    """The model was made for a robot spec that differs in joints, views or action layout."""
 
 
 def domain_for(name: str) -> str:
@@ -88,6 +101,7 @@ def build_policy_for_spec(
     left as the identity.
     """
     from hpt_ros.model import HPTPolicy, ImageEncoder
+    from hpt_ros.spec.compat import model_fields
 
     config = config_for_spec(spec, size)
     encoder = None
@@ -96,6 +110,7 @@ def build_policy_for_spec(
             vision_weights, random_init=vision_weights is None, image_size=config.image_size
         )
     policy = HPTPolicy(config, encoder=encoder)
+    policy.spec_fields = model_fields(spec)
     _limits_into(policy, spec)
     return policy.eval()
 
@@ -105,6 +120,7 @@ def _limits_into(policy: HPTPolicy, spec: RobotSpec) -> None:
     if all(j in spec.limits for j in state_joints):
         lower, upper, _ = spec.joint_limits_arrays(state_joints)
         policy.state_normalizer.set_limits(lower, upper)
+        policy.normalizer_source = f"joint limits of robot spec {spec.name!r}"
     else:
         missing = [j for j in state_joints if j not in spec.limits]
         logger.warning("spec %s has no limits for state joints %s: state normaliser left as identity",
@@ -144,12 +160,49 @@ def _check_dims(file: Path, found: dict[str, int], spec: RobotSpec) -> None:
         raise EngineError(f"{file}: model does not fit robot spec {spec.source}: " + "; ".join(bad))
 
 
+def check_model_spec(
+    where: str | Path,
+    recorded: Any,
+    spec: RobotSpec,
+    *,
+    recorded_hash: str | None = None,
+    allow_spec_mismatch: bool = False,
+) -> SpecComparison:
+    """Compare a model's recorded spec fields with ``spec``: refuse, warn or note (see the module docstring).
+
+    ``recorded``: the model's ``robot_spec`` fields (None for models written before
+    they were recorded: a warning says what cannot be checked, unless ``recorded_hash``
+    equals the spec's hash).
+    """
+    from hpt_ros.spec.compat import compare_model_fields
+
+    comparison = compare_model_fields(recorded if isinstance(recorded, dict) else None, spec, recorded_hash)
+    if not comparison.recorded and not comparison.same_hash:
+        logger.warning("%s records no robot spec fields (written before they were recorded): its joint order, "
+                       "camera views and action layout cannot be checked against %s, only its sizes%s", where,
+                       spec.source, f" (it was made under spec hash {recorded_hash[:12]})" if recorded_hash else "")
+    for note in comparison.notes:
+        logger.info("%s: %s (runs unchanged)", where, note)
+    if comparison.differences:
+        listing = "\n".join(f"  - {d}" for d in comparison.differences)
+        text = f"{where}: the model was made for a robot spec that differs from {spec.source}:\n{listing}"
+        if not allow_spec_mismatch:
+            raise SpecMismatchError(
+                text + "\nIt would read and command these slots with the meaning it was trained on. Use a model "
+                "made for this spec, or accept the differences explicitly with allow_spec_mismatch (parameter "
+                "allow_spec_mismatch:=true, hpt-ros policy --allow-spec-mismatch)")  # fmt: skip
+        logger.warning("SPEC MISMATCH ALLOWED (allow_spec_mismatch): %s", text)
+    return comparison
+
+
 def load_engine(
     model: str | Path | None,
     spec: RobotSpec,
     backend: str | None = None,
     precision: str | None = None,
     threads: int | None = None,
+    *,
+    allow_spec_mismatch: bool = False,
     **options: Any,
 ) -> Engine:
     """The engine for ``model`` on robot ``spec``.
@@ -166,6 +219,8 @@ def load_engine(
             exported to a temporary ONNX file first).
         precision: "fp32", "bf16" or "fp16"; default ``spec.engine.precision``.
         threads: intra-op CPU threads (default: torch's / onnxruntime's own choice).
+        allow_spec_mismatch: run a model made for a spec that differs in joints, views
+            or action layout (``SpecMismatchError`` otherwise), with a warning.
         **options: passed to ``TorchEngine`` / ``OnnxEngine``.
     """
     backend = backend or spec.engine.backend
@@ -188,6 +243,8 @@ def load_engine(
 
         meta = read_sidecar(path)
         _check_dims(path, meta["sizes"], spec)
+        check_model_spec(path, meta.get("robot_spec"), spec, recorded_hash=(meta.get("spec") or {}).get("hash"),
+                         allow_spec_mismatch=allow_spec_mismatch)
         if backend != "onnxruntime":
             logger.info("%s is an ONNX file: running it on onnxruntime (backend %s ignored)", path, backend)
         _check_options(OnnxEngine, options)
@@ -195,7 +252,7 @@ def load_engine(
 
     if path.is_dir() or path.name == "hpt.yaml":
         folder = path if path.is_dir() else path.parent
-        policy = _load_checkpoint(folder, spec)
+        policy = _load_checkpoint(folder, spec, allow_spec_mismatch=allow_spec_mismatch)
         if backend == "torch":
             from .torch_engine import TorchEngine
 
@@ -216,7 +273,7 @@ def _check_options(engine: type, options: dict[str, Any]) -> None:
                           f"(it takes {', '.join(sorted(known))})")  # fmt: skip
 
 
-def _load_checkpoint(folder: Path, spec: RobotSpec) -> HPTPolicy:
+def _load_checkpoint(folder: Path, spec: RobotSpec, *, allow_spec_mismatch: bool = False) -> HPTPolicy:
     import yaml
 
     from hpt_ros.model import CheckpointError, load_checkpoint
@@ -231,6 +288,9 @@ def _load_checkpoint(folder: Path, spec: RobotSpec) -> HPTPolicy:
     found = {k: config.get(k) for k in ("state_dim", "action_dim", "num_views")}
     found["action_horizon"] = config.get("action_horizon", 8)
     _check_dims(meta_file, found, spec)
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    check_model_spec(meta_file, meta.get("robot_spec"), spec, recorded_hash=extra.get("spec_hash"),
+                     allow_spec_mismatch=allow_spec_mismatch)
     try:
         policy, _ = load_checkpoint(folder)
     except CheckpointError as exc:

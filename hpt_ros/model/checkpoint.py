@@ -6,7 +6,8 @@ checksum is verified after loading: upstream's own loader silently loads nothing
 local paths, so here every mismatch is an error and success is proven.
 
 Own format (a folder): ``model.safetensors`` (all tensors, no pickle) and ``hpt.yaml``
-(config, normaliser stats, encoder info, trunk checksum and caller's ``extra``).
+(config, normaliser stats and source, encoder info, trunk checksum, the robot spec fields
+the model was made for (``robot_spec``, see ``hpt_ros.spec.compat``) and caller's ``extra``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -28,6 +29,9 @@ from .policy import HPTPolicy, trunk_sha256
 from .resnet import ImageEncoder
 from .statecheck import check_state_dict
 from .trunk import Trunk
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hpt_ros.spec import RobotSpec
 
 __all__ = [
     "CHECKPOINT_CONFIG",
@@ -215,6 +219,7 @@ def load_official_model(
         )
         if trunk_sha256(trunk_state) != policy.trunk_checksum():
             raise CheckpointError(trunk_file, "trunk weights differ from those in model.pth")
+    policy.normalizer_source = f"upstream checkpoint {model_file}"
     logger.info("loaded upstream HPT policy %s (domain %s, trunk sha256 %s)",
                 folder, domain, policy.trunk_checksum())  # fmt: skip
     return policy
@@ -275,14 +280,24 @@ def _yaml_safe(value: Any, what: str) -> Any:
 
 
 def save_checkpoint(
-    folder: str | Path, policy: HPTPolicy, extra: Mapping[str, Any] | None = None
+    folder: str | Path,
+    policy: HPTPolicy,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    spec: RobotSpec | None = None,
 ) -> Path:
     """Write ``policy`` to ``folder`` as ``model.safetensors`` + ``hpt.yaml``; returns the folder.
 
-    ``extra`` (e.g. the robot spec and its hash) is stored verbatim in ``hpt.yaml`` and
-    must contain only YAML-safe builtins. The encoder, if any, is saved with the policy.
+    ``spec``: the robot spec the model was made for; its hash, joints, views and action
+    layout are recorded (``robot_spec``) so that loading under another spec can be
+    checked. Without it, the policy's own ``spec_fields`` are recorded (set when it was
+    built for a spec or loaded from a checkpoint that had them).
+    ``extra`` is stored verbatim in ``hpt.yaml`` and must contain only YAML-safe
+    builtins. The encoder, if any, is saved with the policy.
     """
     from safetensors.torch import save_file
+
+    from hpt_ros.spec.compat import model_fields
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -293,7 +308,9 @@ def save_checkpoint(
         "normalizer": {
             "action": policy.action_normalizer.stats_dict(),
             "state": policy.state_normalizer.stats_dict(),
+            "source": policy.normalizer_source,
         },
+        "robot_spec": model_fields(spec) if spec is not None else policy.spec_fields,
         "encoder": None
         if encoder is None
         else {
@@ -376,6 +393,8 @@ def load_checkpoint(folder: str | Path) -> tuple[HPTPolicy, dict[str, Any]]:
     with torch.no_grad():
         _load_module(policy, policy_state, encoder)
     policy.eval()
+    policy.spec_fields = meta.get("robot_spec") if isinstance(meta.get("robot_spec"), dict) else None
+    policy.normalizer_source = str((meta.get("normalizer") or {}).get("source", "not recorded"))
     recorded = meta.get("trunk_sha256")
     if recorded is not None and recorded != policy.trunk_checksum():
         raise CheckpointError(weights_file, "trunk checksum differs from the one in hpt.yaml")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -113,6 +114,10 @@ class HPTPolicy(nn.Module):
             "trunk_posemb", sinusoid_table(c.num_trunk_tokens, c.embed_dim), persistent=False
         )
         self.register_module("encoder", encoder)
+        #: the robot spec fields this model was made for (``hpt_ros.spec.compat.model_fields``); None: unknown
+        self.spec_fields: dict[str, Any] | None = None
+        #: where the normaliser's limits came from (recorded in checkpoints and ONNX sidecars)
+        self.normalizer_source = "identity (never set)"
         self.reset_parameters()
 
     # -- parts ---------------------------------------------------------------------------

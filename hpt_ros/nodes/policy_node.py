@@ -6,7 +6,9 @@
 Parameters: ``robot_config`` (a spec path or a shipped name), ``model`` (checkpoint dir
 or ``.onnx``; empty: the package's default model), ``rate_hz`` (0 keeps the spec's),
 ``engine`` / ``precision`` (empty keep the spec's), ``auto_enable`` (start enabled, for
-demos and tests: the enable topic still gates motion afterwards).
+demos and tests: the enable topic still gates motion afterwards), ``allow_spec_mismatch``
+(run a model made for a spec with other joints, views or action layout; warned at
+every start).
 
 Threads: message callbacks only convert and store the latest value per sensor; the
 control timer (its own callback group / thread) builds the observation and runs
@@ -48,12 +50,14 @@ class PolicyNode:
         precision = str(transport.declare_parameter("precision", "", "fp32 | bf16 | fp16; empty keeps the spec's")
                         or "")
         auto_enable = as_bool(transport.declare_parameter("auto_enable", False, "start with motion enabled"))
+        allow_mismatch = as_bool(transport.declare_parameter(
+            "allow_spec_mismatch", False, "run a model made for a robot spec with other joints, views or actions"))
         spec = spec if spec is not None else load_spec(robot_config)
         if rate_hz > 0:
             spec = _with_rate(spec, rate_hz)
         self.spec = spec
         if engine is None:
-            engine = _load_engine(model, spec, backend or None, precision or None, log)
+            engine = _load_engine(model, spec, backend or None, precision or None, log, allow_mismatch)
         self.runtime = PolicyRuntime(spec, engine)
         action = spec.action
 
@@ -202,10 +206,12 @@ def _rpy_to_quaternion(rpy: np.ndarray) -> np.ndarray:
                      cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy])
 
 
-def _load_engine(model: str, spec: RobotSpec, backend: str | None, precision: str | None, log: logging.Logger):
+def _load_engine(model: str, spec: RobotSpec, backend: str | None, precision: str | None, log: logging.Logger,
+                 allow_spec_mismatch: bool = False):
     from hpt_ros.engine.factory import load_engine
 
-    engine = load_engine(model or None, spec, backend=backend, precision=precision)
+    engine = load_engine(model or None, spec, backend=backend, precision=precision,
+                         allow_spec_mismatch=allow_spec_mismatch)
     engine.warmup(iterations=2)
     return engine
 
@@ -225,6 +231,8 @@ def build_arg_parser(prog: str = "hpt-ros policy") -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="", choices=["", "fp32", "bf16", "fp16"])
     parser.add_argument("--rate-hz", type=float, default=0.0, help="control rate (default: the spec's)")
     parser.add_argument("--enable", action="store_true", help="start with motion enabled")
+    parser.add_argument("--allow-spec-mismatch", action="store_true",
+                        help="run a model made for a robot spec with other joints, views or action layout")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
 
@@ -233,5 +241,6 @@ def cli(argv: list[str], prog: str = "hpt-ros policy") -> int:
     """``hpt-ros policy`` (dds transport)."""
     args = build_arg_parser(prog).parse_args(argv)
     parameters = {"robot_config": args.robot, "model": args.model, "engine": args.engine,
-                  "precision": args.precision, "rate_hz": args.rate_hz, "auto_enable": args.enable}
+                  "precision": args.precision, "rate_hz": args.rate_hz, "auto_enable": args.enable,
+                  "allow_spec_mismatch": args.allow_spec_mismatch}
     return run_node(PolicyNode, "dds", "policy_node", parameters=parameters, duration_s=args.duration)

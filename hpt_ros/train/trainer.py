@@ -344,6 +344,7 @@ def _fit_normalizer(policy: Any, train: Any) -> None:
         fitted = LimitsNormalizer.fit_limits(data)
         stats = fitted.input_stats
         target.set_limits(stats.min.numpy(), stats.max.numpy(), mean=stats.mean.numpy(), std=stats.std.numpy())
+    policy.normalizer_source = f"training data (min/max of {len(states)} training samples)"
 
 
 def _frame_size(episodes: list[Any]) -> tuple[int, int]:
@@ -527,7 +528,7 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
         folder = out / CHECKPOINTS / f"step_{current_step:08d}"
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(tmp, policy, extra=checkpoint_extra(current_step))
+        save_checkpoint(tmp, policy, extra=checkpoint_extra(current_step), spec=spec)
         groups_desc = save_optimizer_state(tmp, optimizer, named)
         _write_history(tmp / "history.csv", history)
         write_trainer_state(tmp, {**run_identity, "step": current_step, **groups_desc})
@@ -617,7 +618,7 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
                     "EQUAL to" if final_sha == provenance.sha256 else "moved from", provenance.sha256)
     model_dir = out / MODEL_DIR
     shutil.rmtree(model_dir, ignore_errors=True)
-    save_checkpoint(model_dir, policy, extra=checkpoint_extra(step))
+    save_checkpoint(model_dir, policy, extra=checkpoint_extra(step), spec=spec)
     _write_history(out / "history.csv", history)
     train_points = [(r["step"], r["train_loss"]) for r in history if r.get("train_loss") is not None]
     val_points = [(r["step"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
