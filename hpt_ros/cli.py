@@ -31,10 +31,12 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
-    from hpt_ros.model.info import describe
+    from hpt_ros.model.info import describe, strict_load_report
 
     print(describe(args.path))
-    return 0
+    loads, lines = strict_load_report(args.path)
+    print("\n".join(lines))
+    return 0 if loads else 1
 
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_cmd_spec_check)
 
     model = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", required=True)
-    info = model.add_parser("info", help="sizes, parameter counts and trunk checksum of a checkpoint")
+    info = model.add_parser("info", help="sizes, parameter counts, trunk checksum of a checkpoint, and whether it "
+                            "loads strictly (exit status 1 if not)")
     info.add_argument("path", metavar="PATH", help="official HPT dir, trunk.pth, or an hpt_ros checkpoint dir")
     info.set_defaults(run=_cmd_model_info)
 

@@ -2,8 +2,11 @@
 
 PATH may be an upstream run folder (``config.yaml`` + ``model.pth``), an upstream
 ``trunk.pth`` (or a folder holding only one), or an hpt_ros checkpoint folder
-(``hpt.yaml`` + ``model.safetensors``). Only tensor names and shapes are needed, so
-nothing is built except for the trunk checksum.
+(``hpt.yaml`` + ``model.safetensors``). The summary needs only tensor names and shapes.
+
+``strict_load_report`` says whether the checkpoint would load: it runs the package's own
+strict loader (the one the engines use), so its verdict and the loader's cannot drift
+apart, and lists missing, unexpected and wrongly-shaped keys when it would not.
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ import yaml
 from .checkpoint import (
     CHECKPOINT_CONFIG,
     CHECKPOINT_WEIGHTS,
+    load_checkpoint,
+    load_official_model,
+    load_official_trunk,
     read_official_trunk,
     read_state_dict,
 )
 from .config import trunk_size_name
-from .errors import CheckpointError
+from .errors import CheckpointError, ModelError
 from .policy import trunk_sha256
+from .trunk import Trunk
 
-__all__ = ["describe"]
+__all__ = ["describe", "strict_load_report"]
 
 
 def _trunk_lines(trunk: Mapping[str, torch.Tensor], heads: int | None) -> list[str]:
@@ -97,7 +104,23 @@ def _describe_own(folder: Path) -> list[str]:
         f"encoder: {encoder.get('type')} ({encoder.get('weights_source')}, "
         f"bn_folded {encoder.get('bn_folded')}, image_size {encoder.get('image_size')})"
     )  # fmt: skip
+    lines.append(f"normaliser source: {(meta.get('normalizer') or {}).get('source', 'not recorded')}")
+    lines += _spec_lines(meta.get("robot_spec"))
     return lines
+
+
+def _spec_lines(fields: object) -> list[str]:
+    if not isinstance(fields, dict):
+        return ["made for robot spec: not recorded (joint order, views and action layout cannot be checked)"]
+    action = fields.get("action") or {}
+    views = ", ".join(f"{v.get('view')}={v.get('sensor')}" for v in fields.get("views") or [])
+    joints = [j for s in fields.get("state") or [] for j in s.get("joints", [])]
+    return [
+        f"made for robot spec: {fields.get('robot')} (hash {str(fields.get('spec_hash'))[:16]})",
+        f"  state joints: {', '.join(joints)}",
+        f"  views: {views}",
+        f"  action: {action.get('kind')} x {action.get('dim')} ({', '.join(action.get('joints') or [])})",
+    ]
 
 
 def describe(path: str | Path) -> str:
@@ -116,3 +139,41 @@ def describe(path: str | Path) -> str:
             path, "not an HPT checkpoint (expected hpt.yaml, model.pth or trunk.pth)"
         )
     return "\n".join(lines)
+
+
+def _trunk_for(state: Mapping[str, torch.Tensor]) -> Trunk:
+    """An empty trunk with the width and depth a trunk.pth's names and shapes suggest."""
+    widths = [tuple(v.shape)[-1] for k, v in state.items() if k.endswith("attn.in_proj_weight") and v.ndim == 2]
+    blocks = {k.split(".")[2] for k in state if k.startswith("trunk.blocks.")}
+    depth = max((int(b) for b in blocks if b.isdigit()), default=-1) + 1
+    if not widths or depth == 0:
+        raise CheckpointError("<trunk>", "no trunk.blocks.<i>.attn.in_proj_weight: cannot tell the trunk's size")
+    width = max(set(widths), key=widths.count)
+    # heads change no shape; one head divides any width
+    return Trunk(width, depth, 1)
+
+
+def strict_load_report(path: str | Path) -> tuple[bool, list[str]]:
+    """(would load, lines): run the strict loader on ``path`` and say what stops it, key by key."""
+    path = Path(path)
+    try:
+        if path.is_dir() and (path / CHECKPOINT_CONFIG).is_file():
+            load_checkpoint(path)
+        elif path.is_dir() and (path / "model.pth").is_file():
+            state = read_state_dict(path / "model.pth")
+            domains = sorted({k.split(".")[1] for k in state if k.startswith("heads.")}) or [None]
+            for domain in domains:
+                load_official_model(path, domain)
+        else:
+            file, state = read_official_trunk(path)
+            trunk = _trunk_for(state)
+            load_official_trunk(file, trunk)
+    except CheckpointError as exc:
+        lines = [f"strict load: FAILS: {exc.file}: {exc.problem}"]
+        lines += [f"  missing key: {k}" for k in exc.missing]
+        lines += [f"  unexpected key: {k}" for k in exc.unexpected]
+        lines += [f"  wrong shape: {k} file {tuple(f)}, model {tuple(m)}" for k, f, m in exc.mismatched]
+        return False, lines
+    except (ModelError, OSError, ValueError, RuntimeError) as exc:
+        return False, [f"strict load: FAILS: {type(exc).__name__}: {exc}"]
+    return True, ["strict load: OK (every key present, none unexpected, every shape fits)"]
