@@ -28,13 +28,16 @@ import numpy as np
 import pytest
 from conftest import require_shared
 import torch
+import torch.nn.functional as F
 import yaml
 
 from hpt_ros.model import (
     CheckpointError,
     HPTConfig,
     HPTPolicy,
+    load_checkpoint,
     load_official_model,
+    save_checkpoint,
     sinusoid_table,
 )
 
@@ -193,6 +196,80 @@ def test_wrong_input_shapes_are_explained(policy):
         policy.forward_features(torch.zeros(1, 3, 49, 512), torch.zeros(1, 8))
     with pytest.raises(ValueError, match=r"state must be \[B, 8\]"):
         policy.forward_features(torch.zeros(1, 2, 49, 512), torch.zeros(1, 7))
+
+
+# -- token_postprocessing: max -------------------------------------------------------------------
+# The fixtures hold mean-pooled outputs only. Upstream's max branch is
+# ``trunk_tokens.max(dim=1)[0]``; below, that expression and upstream's head and
+# normaliser are written out with torch.nn.functional on the fixture weights and fed
+# upstream's own trunk_output. The same function with mean pooling reproduces the
+# fixture's pooled_feature, head output and actions, which checks it.
+
+HEAD = "heads.franka_feed_dog.net."
+ACTION_NORM = "normalizer.franka_feed_dog.params_dict.action."
+
+
+def upstream_head(trunk_output: np.ndarray, weights: dict, pooling: str) -> dict[str, torch.Tensor]:
+    """Upstream postprocess_tokens + policy_head.MLP (eval: dropout off) + postprocess_actions."""
+    tokens = torch.from_numpy(trunk_output)
+    pooled = tokens.mean(dim=1) if pooling == "mean" else tokens.max(dim=1)[0]
+    x = F.silu(F.linear(pooled, weights[HEAD + "0.weight"], weights[HEAD + "0.bias"]))
+    x = F.linear(x, weights[HEAD + "2.weight"], weights[HEAD + "2.bias"])
+    x = F.silu(F.layer_norm(x, (x.shape[-1],), weights[HEAD + "4.weight"], weights[HEAD + "4.bias"], eps=1e-5))
+    head_out = torch.tanh(F.linear(x, weights[HEAD + "6.weight"], weights[HEAD + "6.bias"]))
+    steps = head_out.reshape(-1, 8)
+    action = (steps - weights[ACTION_NORM + "offset"]) / weights[ACTION_NORM + "scale"]
+    return {"pooled_feature": pooled, "head_output_normalized_action": head_out,
+            "action_unnormalized": action.reshape(head_out.shape)}
+
+
+@pytest.fixture(scope="module")
+def max_stages(tmp_path_factory, fixtures, official_state, io):
+    folder = write_official_dir(tmp_path_factory.mktemp("official_max") / "run", official_state, fixtures)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["network"]["token_postprocessing"] = "max"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    policy = load_official_model(folder)
+    assert policy.config.token_postprocessing == "max"
+    with torch.no_grad():
+        return policy.forward_stages(torch.from_numpy(io["input_image_features"][:, 0]),
+                                     torch.from_numpy(io["input_state_raw"][:, 0]))
+
+
+POOLED_STAGES = ("pooled_feature", "head_output_normalized_action", "action_unnormalized")
+
+
+@pytest.mark.parametrize("stage", POOLED_STAGES)
+def test_reference_head_reproduces_the_mean_fixture(io, official_state, stage):
+    reference = upstream_head(io["trunk_output"], official_state, "mean")
+    err = max_err(reference[stage], io[stage])
+    print(f"{stage} (reference head, mean): max abs err {err:.3g}")
+    assert err <= ATOL
+
+
+@pytest.mark.parametrize("stage", POOLED_STAGES)
+def test_max_pooling_matches_upstream(max_stages, io, official_state, stage):
+    assert max_err(max_stages["trunk_output"], io["trunk_output"]) <= ATOL  # pooling changes nothing before it
+    reference = upstream_head(io["trunk_output"], official_state, "max")
+    err = max_err(max_stages[stage], reference[stage].numpy())
+    print(f"{stage} (max): max abs err {err:.3g}")
+    assert err <= ATOL
+    # the two poolings give clearly different actions, so the comparison can tell them apart
+    assert max_err(reference[stage], io[stage]) > 100 * ATOL
+
+
+def test_max_pooling_survives_a_checkpoint_round_trip(tmp_path, fixtures, official_state, io):
+    folder = write_official_dir(tmp_path / "run", official_state, fixtures)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["network"]["token_postprocessing"] = "max"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    policy = load_official_model(folder)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "own", policy))
+    assert loaded.config.token_postprocessing == "max"
+    features = torch.from_numpy(io["input_image_features"][:, 0])
+    state = torch.from_numpy(io["input_state_raw"][:, 0])
+    with torch.no_grad():
+        assert torch.equal(loaded.forward_features(features, state), policy.forward_features(features, state))
 
 
 # -- load_official_model failure modes ---------------------------------------------------------

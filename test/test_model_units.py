@@ -43,16 +43,20 @@ def test_config_errors_are_specific():
 def test_unsupported_upstream_options_are_refused():
     base = {
         "network": {
-            "embed_dim": 64, "num_blocks": 2, "num_heads": 4, "token_postprocessing": "max"
+            "embed_dim": 64, "num_blocks": 2, "num_heads": 4, "token_postprocessing": "action_token"
         },
         "stem": {"image": {"input_dim": 512}, "state": {"input_dim": 8}},
         "head": {"output_dim": 64},
     }
-    with pytest.raises(ConfigError, match="token_postprocessing"):
+    with pytest.raises(ConfigError, match="token_postprocessing 'action_token' .supported: mean, max"):
         HPTConfig.from_official_config(base)
-    base["network"]["token_postprocessing"] = "mean"
-    config = HPTConfig.from_official_config(base)
-    assert (config.domain, config.action_dim, config.state_dim) == ("robot", 8, 8)
+    for pooling in ("mean", "max"):
+        base["network"]["token_postprocessing"] = pooling
+        config = HPTConfig.from_official_config(base)
+        assert (config.domain, config.action_dim, config.state_dim) == ("robot", 8, 8)
+        assert config.token_postprocessing == pooling
+    with pytest.raises(ConfigError, match="token_postprocessing must be one of"):
+        config.replace(token_postprocessing="last")
 
 
 def test_limits_normaliser_maps_limits_to_unit_range():

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["TRUNK_SIZES", "HPTConfig", "trunk_size_name"]
+__all__ = ["TOKEN_POOLINGS", "TRUNK_SIZES", "HPTConfig", "trunk_size_name"]
 
 TRUNK_SIZES: dict[str, tuple[int, int, int]] = {
     "small": (128, 16, 8),
@@ -24,6 +24,10 @@ TRUNK_SIZES: dict[str, tuple[int, int, int]] = {
     "xlarge": (768, 32, 16),
 }
 """Published trunk sizes: name -> (embed_dim, num_blocks, num_heads)."""
+
+TOKEN_POOLINGS = ("mean", "max")
+"""Upstream ``network.token_postprocessing`` values reproduced here: how the trunk's
+output tokens [B, L, D] become the head's feature [B, D] (mean or max over L)."""
 
 # Domain names become module-dict keys ("<domain>_image"), which must not contain dots.
 _DOMAIN_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -71,6 +75,7 @@ class HPTConfig:
     drop_path: float = 0.0
     normalize_state: bool = True
     image_size: int = 224
+    token_postprocessing: str = "mean"  # one of TOKEN_POOLINGS
 
     def __post_init__(self) -> None:
         for name in ("image_mlp_widths", "state_mlp_widths", "head_widths"):
@@ -92,6 +97,9 @@ class HPTConfig:
             raise ConfigError("stem and head MLP widths must not be empty")
         if not isinstance(self.domain, str) or not _DOMAIN_RE.match(self.domain):
             raise ConfigError(f"domain must match {_DOMAIN_RE.pattern}, got {self.domain!r}")
+        if self.token_postprocessing not in TOKEN_POOLINGS:
+            raise ConfigError(f"HPTConfig.token_postprocessing must be one of {TOKEN_POOLINGS}, "
+                              f"got {self.token_postprocessing!r}")
         for name in ("crossattn_dropout", "head_dropout", "drop_path"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ConfigError(f"HPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -180,8 +188,9 @@ class HPTConfig:
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not an HPT config.yaml layout: missing {exc}") from None
 
-        _require(network.get("token_postprocessing", "mean") == "mean",
-                 "network.token_postprocessing must be 'mean'")  # fmt: skip
+        pooling = network.get("token_postprocessing", "mean")
+        _require(pooling in TOKEN_POOLINGS,
+                 f"network.token_postprocessing {pooling!r} (supported: {', '.join(TOKEN_POOLINGS)})")  # fmt: skip
         _require(not network.get("no_trunk", False), "network.no_trunk is not supported")
         _require(int(network.get("observation_horizon", 1)) == 1,
                  "only network.observation_horizon 1 is supported")  # fmt: skip
@@ -220,6 +229,7 @@ class HPTConfig:
             head_dropout=0.1 if head.get("dropout", True) else 0.0,
             drop_path=float(network.get("drop_path", 0.0)),
             normalize_state=bool(stem.get("normalize_state", True)),
+            token_postprocessing=str(pooling),
         )
 
 

@@ -8,8 +8,8 @@ of upstream state dicts.
 
 Forward pass, in upstream's order (see the fixtures README):
 state normalised -> stems (position table added to each stem input, MLP, latent
-cross-attention) -> tokens [image | state] + trunk position table -> trunk -> mean over
-tokens -> head (tanh, normalised space) -> unnormalised per action step.
+cross-attention) -> tokens [image | state] + trunk position table -> trunk -> mean (or,
+with ``token_postprocessing: max``, max) over tokens -> head (tanh, normalised space) -> unnormalised per action step.
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ class HPTPolicy(nn.Module):
             trunk_out = block_outputs[-1]
         else:
             trunk_out = self.trunk(tokens)
-        pooled = trunk_out.mean(dim=1)
+        # upstream postprocess_tokens: mean, or max(dim=1)[0] (amax: the same values, one ONNX ReduceMax)
+        pooled = trunk_out.mean(dim=1) if c.token_postprocessing == "mean" else trunk_out.amax(dim=1)
         normalized_action = self.head(pooled)
         chunk = normalized_action.reshape(batch, c.action_horizon, c.action_dim)
         action = self.action_normalizer.unnormalize(chunk)
