@@ -358,6 +358,7 @@ class RclpyTransport(Transport):
         An exception raised by a timer callback (in its group's thread) stops spinning and is
         re-raised here; one raised by a message callback comes straight through."""
         import rclpy
+        from rclpy.executors import ExternalShutdownException
 
         deadline = None if duration_s is None else time.monotonic() + float(duration_s)
         while not self._shut_down and rclpy.ok(context=self.node.context):
@@ -374,6 +375,8 @@ class RclpyTransport(Transport):
                 timeout = min(timeout, 0.05)
             try:
                 self._executor.spin_once(timeout_sec=timeout)
+            except ExternalShutdownException:  # SIGINT / SIGTERM: rclpy's handlers shut the context down
+                return
             except Exception as exc:  # noqa: BLE001 - re-raised unless it is the benign race below
                 # a timer cancelled (another thread) between the wait and its call: rcl refuses the call
                 if type(exc).__name__ != "RCLError" or "timer is canceled" not in str(exc):

@@ -19,3 +19,16 @@ else:
 
     os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 32))
     ensure_dds_config()
+
+
+if importlib.util.find_spec("rclpy") is not None:
+    import pytest
+
+    @pytest.fixture
+    def tiny_model(tmp_path, franka_spec, tiny_policy):
+        """A checkpoint of the tiny random policy for the Franka spec."""
+        from hpt_ros.model import save_checkpoint
+
+        path = tmp_path / "tiny_model"
+        save_checkpoint(path, tiny_policy, {"robot": franka_spec.name})
+        return path
