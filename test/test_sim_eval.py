@@ -71,3 +71,20 @@ def test_a_policy_that_holds_still_fails_through_the_policy_node(tmp_path, frank
     assert 40 <= e["commands"] <= 46  # 15 Hz for 3 s, through the policy node
     assert e["held_ticks"] == 0 and e["video"] is None
     assert e["max_joint_step"] < 0.01 and math.isfinite(e["closest_treat_to_bowl"])
+
+
+def test_compare_tables_controllers_and_reuses_matching_results(tmp_path) -> None:
+    from hpt_ros.evaluate.compare import cli, compare
+
+    out = tmp_path / "cmp"
+    first = compare({"expert": "expert"}, episodes=1, seed=9, out=out, videos=False)
+    stamp = (out / "expert" / "metrics.json").stat().st_mtime_ns
+    again = compare({"expert": "expert"}, episodes=1, seed=9, out=out, videos=False, reuse=True)
+    assert (out / "expert" / "metrics.json").stat().st_mtime_ns == stamp  # not run again
+    assert again["rows"] == first["rows"] and first["rows"]["expert"]["successes"] == 1
+    table = (out / "results.md").read_text()
+    assert "| expert | 1/1 = 100 % | 21-100 % |" in table
+    compare({"expert": "expert"}, episodes=1, seed=10, out=out, videos=False, reuse=True)  # other scenes: runs
+    assert (out / "expert" / "metrics.json").stat().st_mtime_ns != stamp
+    with pytest.raises(SystemExit):
+        cli(["expert", "--out", str(out)])  # not NAME=MODEL

@@ -22,17 +22,37 @@ from typing import Any, Sequence
 __all__ = ["compare", "results_table"]
 
 
+def _reusable(path: Path, model: str, episodes: int, seed: int, max_seconds: float) -> dict[str, Any] | None:
+    """The metrics in ``path`` if they are of the same model on the same scenes (a resumed comparison)."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (metrics.get("model") == str(model) and metrics.get("seed") == seed
+            and metrics.get("max_seconds") == max_seconds and metrics.get("overall", {}).get("episodes") == episodes)
+    return metrics if same else None
+
+
 def compare(models: dict[str, str], *, episodes: int, seed: int, out: str | Path, robot: str = "franka_fr3",
-            max_seconds: float = 15.0, videos: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """Evaluate every ``name: model`` on the same scenes; write and return ``{name: overall metrics}``."""
+            max_seconds: float = 15.0, videos: bool = True, threads: int | None = None,
+            reuse: bool = False) -> dict[str, Any]:
+    """Evaluate every ``name: model`` on the same scenes; write and return ``{name: overall metrics}``.
+
+    ``reuse``: keep a controller's earlier ``metrics.json`` in ``out/<name>`` when it is of the
+    same model, scenes and time limit, instead of running it again.
+    """
     from .sim_eval import sim_evaluate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, Any] = {}
     for name, model in models.items():
-        metrics = sim_evaluate(model, episodes=episodes, seed=seed, out=out / name, robot=robot,
-                               max_seconds=max_seconds, videos=videos, threads=threads)
+        metrics = _reusable(out / name / "metrics.json", model, episodes, seed, max_seconds) if reuse else None
+        if metrics is None:
+            metrics = sim_evaluate(model, episodes=episodes, seed=seed, out=out / name, robot=robot,
+                                   max_seconds=max_seconds, videos=videos, threads=threads)
+        else:
+            logging.getLogger("hpt_ros.evaluate").info("%s: reusing %s", name, out / name / "metrics.json")
         rows[name] = {"model": str(model), **metrics["overall"]}
     result = {"seed": seed, "episodes": episodes, "max_seconds": max_seconds, "rows": rows}
     (out / "results.json").write_text(json.dumps(result, indent=2))
@@ -65,6 +85,8 @@ def cli(argv: Sequence[str] | None = None, prog: str = "python -m hpt_ros.evalua
     parser.add_argument("--max-seconds", type=float, default=15.0)
     parser.add_argument("--no-video", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep earlier results in --out of the same model on the same scenes")
     args = parser.parse_args(argv)
     models = {}
     for item in args.models:
@@ -75,7 +97,7 @@ def cli(argv: Sequence[str] | None = None, prog: str = "python -m hpt_ros.evalua
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
     result = compare(models, episodes=args.episodes, seed=args.seed, out=args.out, robot=args.robot,
-                     max_seconds=args.max_seconds, videos=not args.no_video, threads=args.threads)
+                     max_seconds=args.max_seconds, videos=not args.no_video, threads=args.threads, reuse=args.reuse)
     print(results_table(result))
     return 0
 

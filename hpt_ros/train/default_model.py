@@ -140,8 +140,7 @@ def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, thr
     untrained = dataclasses.replace(config, out=str(work_dir / "untrained"), steps=0)
     shutil.rmtree(untrained.out, ignore_errors=True)
     baseline = trainer.run_training(untrained)
-    result = compare({"scripted expert (teacher)": "expert", "trained (shipped)": str(model),
-                      "untrained (0 steps)": str(baseline.model_dir)},
+    result = compare({"expert": "expert", "trained": str(model), "untrained": str(baseline.model_dir)},
                      episodes=episodes, seed=seed, out=work_dir / "eval", threads=threads)
     (model / "sim_eval.md").write_text(results_table(result) + "\n")
     logger.info("closed-loop evaluation:\n%s", results_table(result))
