@@ -51,6 +51,8 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "mujoco>=3.2",  # the simulated robot (physics and headless rendering)
+        "pyarrow>=14",  # LeRobotDataset v3 parquet files (export-lerobot / import-lerobot)
+        "av>=14",  # LeRobotDataset v3 videos (PyAV: AV1 / H.264)
         "setuptools",
     ],
     extras_require={
