@@ -2,7 +2,7 @@
 # Create a venv with real ROS 2 client libraries from the package index (third-party
 # wheels of rclpy, Fast DDS and the message packages; no ROS 2 install needed):
 #   scripts/install_ros_wheels.sh jazzy    ./.venv-jazzy:  rclpy 7.1 on Fast DDS 2.14, plus hpt_ros (editable)
-#   scripts/install_ros_wheels.sh kilted   ./.venv-kilted: rclpy 9.1 on Fast DDS 3.2 (peer for the interop tests)
+#   scripts/install_ros_wheels.sh kilted   ./.venv-kilted: rclpy 9.1 on Fast DDS 3.2, plus hpt_ros (editable)
 # The two wheel sets conflict, hence one venv each. Re-running only installs what is missing.
 # The venv folder can be changed with HPT_ROS_JAZZY_VENV / HPT_ROS_KILTED_VENV.
 set -euo pipefail
@@ -22,7 +22,7 @@ case "${1:-}" in
     VENV=${HPT_ROS_KILTED_VENV:-.venv-kilted}
     packages=(ros-rclpy ros-rmw-fastrtps-cpp)
     for m in $MESSAGES; do packages+=("ros-$m"); done
-    packages+=("pytest>=7")
+    packages+=("torch==2.13.0" "pytest>=7" -e .)
     ;;
   *)
     echo "usage: $0 jazzy|kilted" >&2

@@ -1,7 +1,7 @@
 """The ``rclpy`` transport: a thin adapter from the transport interface to a real ROS 2 node.
 
-Tested on real rclpy (the Jazzy wheels: rclpy 7.1 on Fast DDS 2.14); written for Humble
-and later. This is the only module of the package that imports rclpy, and it does so
+Tested on real rclpy (the wheels of Jazzy: rclpy 7.1 on Fast DDS 2.14, and of Kilted:
+rclpy 9.1 on Fast DDS 3.2); written for Humble and later. This is the only module of the package that imports rclpy, and it does so
 inside functions, so importing it never needs ROS 2.
 
 Mapping:
