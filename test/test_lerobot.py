@@ -334,3 +334,26 @@ def test_hpt_ros_dispatcher_reaches_both_commands(capsys):
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0 and option in capsys.readouterr().out
+
+
+def test_imported_episodes_are_training_and_evaluation_input(spec, exported, tmp_path):
+    import torch
+
+    from hpt_ros.data import select_episodes
+    from hpt_ros.engine.factory import build_policy_for_spec
+    from hpt_ros.evaluate.api import evaluate_bags
+    from hpt_ros.model import save_checkpoint
+
+    root, _ = exported
+    folders = import_lerobot(root, spec, tmp_path / "imported", progress=False)["episodes"]
+    used, skipped = select_episodes(tmp_path / "imported")  # what hpt-ros train picks up
+    assert [str(i.path) for i in used] == folders and skipped == []
+    assert [i.task for i in used] == ["stack cups", "stack cups"]
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "model", build_policy_for_spec(spec, "tiny", random_vision=True),
+                                 {"robot": spec.name, "note": "random init (test)"})
+    metrics = evaluate_bags(folders[:1], spec, checkpoint, tmp_path / "eval", threads=1, plots=False,
+                            progress=False)
+    entry = metrics["episodes"][folders[0]]
+    assert entry["status"] == "ok" and entry["dimensions_scored"] == list(spec.action.joints)
+    assert entry["ticks_evaluated"] == entry["ticks"] > 10
