@@ -10,11 +10,11 @@ IGMP = pathlib.Path("/proc/net/igmp")
 ALL_HOSTS = "224.0.0.1"  # the kernel joins it on every multicast-capable interface
 
 
-def joined_groups() -> dict[str, set[str]]:
-    """interface name -> IPv4 multicast groups joined on it."""
+def joined_groups(text: str | None = None) -> dict[str, set[str]]:
+    """interface name -> IPv4 multicast groups joined on it (from ``text``, default /proc/net/igmp)."""
     groups: dict[str, set[str]] = {}
     device = ""
-    for line in IGMP.read_text().splitlines()[1:]:
+    for line in (IGMP.read_text() if text is None else text).splitlines()[1:]:
         if not line.startswith("\t"):
             device = line.split()[1]
             groups.setdefault(device, set())
@@ -24,6 +24,6 @@ def joined_groups() -> dict[str, set[str]]:
     return groups
 
 
-def non_loopback_groups() -> set[tuple[str, str]]:
+def non_loopback_groups(text: str | None = None) -> set[tuple[str, str]]:
     """(interface, group) joined on an interface other than lo, except all-hosts."""
-    return {(dev, g) for dev, gs in joined_groups().items() if dev != "lo" for g in gs if g != ALL_HOSTS}
+    return {(dev, g) for dev, gs in joined_groups(text).items() if dev != "lo" for g in gs if g != ALL_HOSTS}

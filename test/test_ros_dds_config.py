@@ -95,6 +95,25 @@ def test_transport_config_puts_the_compatibility_settings_first(monkeypatch: pyt
     assert "<IgnoreTypeInformation>1.15</IgnoreTypeInformation>" in CYCLONE_COMPATIBILITY_XML
 
 
+IGMP_WITH_DDS_ON_ETH0 = """Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter
+1\tlo        :     2      V3
+\t\t\t\t0100FFEF     1 0:00000000\t\t0
+\t\t\t\t010000E0     1 0:00000000\t\t0
+4\teth0      :     2      V3
+\t\t\t\t0100FFEF     1 0:00000000\t\t0
+\t\t\t\t010000E0     1 0:00000000\t\t0
+"""
+
+
+def test_igmp_check_sees_the_dds_discovery_group_off_loopback() -> None:
+    from igmp import joined_groups, non_loopback_groups
+
+    # DDS's default discovery group 239.255.0.1 on lo and eth0; all-hosts is not counted
+    assert joined_groups(IGMP_WITH_DDS_ON_ETH0) == {"lo": {"239.255.0.1", "224.0.0.1"},
+                                                    "eth0": {"239.255.0.1", "224.0.0.1"}}
+    assert non_loopback_groups(IGMP_WITH_DDS_ON_ETH0) == {("eth0", "239.255.0.1")}
+
+
 CHILD = """
 import sys
 from hpt_ros.ros.dds import DdsTransport

@@ -12,6 +12,8 @@ import pytest
 import rclpy
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy, qos_profile_sensor_data
 
+from igmp import non_loopback_groups
+
 from hpt_ros.ros import make_transport
 from hpt_ros.ros.rclpy_transport import rclpy_qos
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, QoSProfile, Reliability, TransportError
@@ -22,8 +24,11 @@ def make(name: str = "policy_node", parameters: dict[str, Any] | None = None) ->
 
 
 def test_node_parameters_and_descriptors() -> None:
+    before = non_loopback_groups()
     transport = make(parameters={"rate_hz": 15.0})
     try:
+        transport.spin(duration_s=1.0)  # discovery under way
+        assert non_loopback_groups() <= before, "the node joined a multicast group off loopback"
         node = transport.node
         assert transport.kind == "rclpy" and node.get_name() == "policy_node" and rclpy.ok()
         assert transport.declare_parameter("rate_hz", 10.0, "control rate in Hz") == 15.0  # the override wins
