@@ -22,6 +22,10 @@ receive thread), and the UDP datagrams the kernel dropped on the recorder's sock
 (socket receive buffer full: the signature of a receive thread that got no CPU).
 Exit status 1 if any message is missing or dropped.
 
+``--publisher-transport rclpy`` publishes through real rclpy (Fast DDS; run it with a ROS 2
+wheel venv's Python, ``scripts/install_ros_wheels.sh``): the recorder, on the ``dds``
+transport, then records from rclpy publishers.
+
 ``--recorder-nice -10`` renices the recorder (root) and ``--recorder-args ...`` passes
 options to it, to study CPU contention (e.g. with busy loops running beside it).
 """
@@ -96,7 +100,7 @@ def publish(args: argparse.Namespace) -> int:
     from hpt_ros.ros.dds import serialize
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA
 
-    t = make_transport("dds", "bench_publisher")
+    t = make_transport(args.publisher_transport, "bench_publisher")
     cams = [t.create_publisher(topic, "sensor_msgs/msg/Image", QOS_SENSOR_DATA) for topic in CAMERAS]
     js_pub = t.create_publisher(JOINT_STATES, "sensor_msgs/msg/JointState", QOS_DEFAULT)
     rng = np.random.default_rng(0)
@@ -105,12 +109,12 @@ def publish(args: argparse.Namespace) -> int:
         msg = t.new_message("sensor_msgs/msg/Image")
         rgb = rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
         messages.numpy_to_image(msg, rgb, "rgb8", stamp_s=0.0, frame_id=SEQ_MARK.decode())
-        image_templates.append(_stamp_patcher(serialize(msg)))
+        image_templates.append(_stamp_patcher(serialize(msg, "sensor_msgs/msg/Image")))
     js = t.new_message("sensor_msgs/msg/JointState")
     names = [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
     messages.fill_joint_state(js, names, np.linspace(0, 1, 9), velocities=np.zeros(9), stamp_s=0.0)
     js.header.frame_id = SEQ_MARK.decode()
-    js_template = _stamp_patcher(serialize(js))
+    js_template = _stamp_patcher(serialize(js, "sensor_msgs/msg/JointState"))
     sent = {topic: 0 for topic in (*CAMERAS, JOINT_STATES)}
     time.sleep(args.warmup)  # discovery and the recorder's start
     print("PUBLISHING", flush=True)
@@ -259,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
         publisher = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--publish", "--duration", str(args.duration),
              "--width", str(args.width), "--height", str(args.height), "--camera-rate", str(args.camera_rate),
-             "--joint-rate", str(args.joint_rate), "--warmup", "2.0"],
+             "--joint-rate", str(args.joint_rate), "--warmup", "2.0", "--publisher-transport",
+             args.publisher_transport],
             env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         procs.append(publisher)
         send("start")
@@ -305,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         size_mb = info.bag_files[0].stat().st_size / 1e6
 
         print(f"\n=== teleop recorder benchmark: {args.duration:g} s, 2 x {args.width}x{args.height} rgb8 @ "
-              f"{args.camera_rate:g} Hz + JointState @ {args.joint_rate:g} Hz over dds (loopback), 2 cores ===")
+              f"{args.camera_rate:g} Hz + JointState @ {args.joint_rate:g} Hz from {args.publisher_transport} to the dds recorder (loopback), 2 cores ===")
         print(f"{'topic':40s} {'sent':>7s} {'in bag':>7s} {'mcap':>7s} {'missing':>8s} {'dropped':>8s} {'lost':>5s}"
               "  where missing")
         bad = 0
@@ -365,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="nice value for the recorder's threads (negative: needs root), to test CPU contention")
     parser.add_argument("--recorder-args", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for hpt-ros record (e.g. --no-fsync)")
+    parser.add_argument("--publisher-transport", choices=("dds", "rclpy"), default="dds",
+                        help="transport of the publisher process (rclpy: run with a ROS 2 wheel venv)")
     parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=2.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
