@@ -310,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
         size_mb = info.bag_files[0].stat().st_size / 1e6
 
         print(f"\n=== teleop recorder benchmark: {args.duration:g} s, 2 x {args.width}x{args.height} rgb8 @ "
-              f"{args.camera_rate:g} Hz + JointState @ {args.joint_rate:g} Hz from {args.publisher_transport} to the dds recorder (loopback), 2 cores ===")
+              f"{args.camera_rate:g} Hz + JointState @ {args.joint_rate:g} Hz from {args.publisher_transport} "
+              f"to the dds recorder (loopback), 2 cores ===")
         print(f"{'topic':40s} {'sent':>7s} {'in bag':>7s} {'mcap':>7s} {'missing':>8s} {'dropped':>8s} {'lost':>5s}"
               "  where missing")
         bad = 0
