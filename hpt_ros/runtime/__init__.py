@@ -6,6 +6,7 @@ Knows nothing of ROS: numpy arrays in (``ObservationCache.update``), command vec
 * ``observation`` - latest value per sensor with its receive time; ``Observation`` per tick.
 * ``chunking``    - ACT temporal ensembling or re-planning: chunks -> one action per tick.
 * ``safety``      - joint limits, step clamp, NaN rejection, enable gate, hold/resume events.
+* ``workspace``   - the TCP's box and keep-out planes (``kinematics``: forward kinematics from DH rows).
 * ``controller``  - ``PolicyRuntime``: one control tick, shared by the live node and replay.
 """
 

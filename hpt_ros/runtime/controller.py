@@ -18,7 +18,8 @@
    ``'inference failed: ...'``; NaN/inf in the chunk -> hold ``'non-finite action'``
    (the chunk is not stored);
 6. the executor's action for ``k`` goes through ``SafetyFilter.filter`` with the
-   measured joints of the observation (action joints matched to state joints by name).
+   measured joints of the observation (action joints matched to state joints by name)
+   and the whole measured state (the workspace check's forward kinematics).
 
 Hold reasons have a priority by construction: no model > sensors > inference >
 non-finite action > disabled. While disabled, steps 3-6 still run ("dry run"): the result
@@ -75,6 +76,7 @@ class TickResult:
         hold_position: when held, the position to hold (see ``SafetyResult``).
         clamped: safety changed the action (limits or step).
         activated: first command after (re)activation (referenced to the measured state).
+        limit: the workspace half-space that limited the command ('' if none; see ``SafetyFilter``).
     """
 
     tick: int
@@ -89,6 +91,7 @@ class TickResult:
     hold_position: np.ndarray | None = None
     clamped: bool = False
     activated: bool = False
+    limit: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ class PolicyRuntime:
             return self._finish(index, now, self.safety.hold("no action", now), obs.ages,
                                 predicted=predicted, latency=latency)  # fmt: skip
         measured = self.safety.measured_from_state(obs.state)
-        result = self.safety.filter(action, measured, now)
+        result = self.safety.filter(action, measured, now, state=obs.state)
         return self._finish(index, now, result, obs.ages, predicted=predicted, action=action, latency=latency)
 
     # -- control -------------------------------------------------------------------
@@ -278,6 +281,7 @@ class PolicyRuntime:
             tick=index, time=now, command=result.command, held=result.held, reason=result.reason,
             predicted=predicted, action=action, latency_s=latency, ages=ages,
             hold_position=result.hold_position, clamped=result.clamped, activated=result.activated,
+            limit=result.limit,
         )  # fmt: skip
 
 

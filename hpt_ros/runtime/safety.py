@@ -24,19 +24,38 @@ joint_position, per joint:
    command is clamped to the limits only (a warning at construction names such joints);
 3. position clamp to ``[lower, upper]`` (last, so the command is always inside the limits).
 
-ee_pose / ee_twist (simpler; documented limits, no kinematics here):
+ee_pose / ee_twist:
 
 * ee_pose ``x y z roll pitch yaw``: NaN check and a per-axis step clamp of
   ``max_velocity_fraction * CartesianLimits.{linear,angular}_speed * period`` relative to
-  the last command (angle differences wrapped to [-pi, pi)). The runtime knows no
-  measured pose, so the first pose after activation is passed unclamped: the robot's
-  Cartesian controller must take care of the approach.
+  the last command (angle differences wrapped to [-pi, pi)). The first pose after
+  activation is stepped from the measured pose: forward kinematics of the measured
+  joints (``filter(..., state=)``) when the spec has ``workspace.kinematics``; without
+  it, that first pose is passed unclamped (a warning at construction says so).
 * ee_twist ``vx vy vz wx wy wz``: each axis clamped to
   ``+-max_velocity_fraction * CartesianLimits.*_speed``, and its change per tick to
   ``max_velocity_fraction * CartesianLimits.*_accel * period``, starting from a zero twist
   on activation (a held robot is at rest).
 * a gripper dim (last) is treated as a joint if ``spec.limits`` lists it.
 
+Workspace (``spec.workspace``: a box and keep-out planes for the TCP, see
+``hpt_ros.runtime.workspace``), applied after the clamps above:
+
+* joint_position: the TCP of the commanded joints (forward kinematics) must stay inside.
+  A command that would leave is CLAMPED, not held: the arm joints' step from the
+  reference is shortened (bisection) to the last point inside, so a policy pushing into
+  the table stops at the table and keeps commanding (a hold would re-activate from the
+  measured state on every tick it leans on the limit, resetting its chunks each time).
+  From a reference outside (an arm parked outside the box), steps that go no further
+  out pass, so it can come back. With no reference for the arm joints (never measured,
+  never commanded), a target outside is held (``'workspace: ...'``).
+* ee_pose: the position is clamped into the workspace (stepping along the segment from
+  the reference when that reference is itself outside).
+* ee_twist: the linear velocity loses the part that would carry the measured TCP out of
+  the workspace within one period; without measured joints it holds.
+
+``SafetyResult.limit`` names the half-space that acted (``'table'``, ``'box z max'``);
+its onset is logged once.
 Enable: motion only while enabled; with ``spec.safety.require_enable`` the filter starts
 disabled. Resumption is automatic when the cause clears; every (re)activation starts from
 the measured state again. Each hold (or change of hold reason) and each resume is one
@@ -58,6 +77,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpt_ros.spec.schema import RobotSpec
+
+from .workspace import Workspace
 
 __all__ = ["CartesianLimits", "SafetyEvent", "SafetyFilter", "SafetyResult"]
 
@@ -99,6 +120,7 @@ class SafetyResult:
             ee_twist); None if nothing was ever commanded.
         clamped: the command differs from the action (a limit or step clamp acted).
         activated: this command is the first after (re)activation (referenced to the measured state).
+        limit: the workspace half-space that limited the command ('' if none).
     """
 
     command: np.ndarray | None
@@ -107,6 +129,7 @@ class SafetyResult:
     hold_position: np.ndarray | None = None
     clamped: bool = False
     activated: bool = False
+    limit: str = ""
 
 
 def _wrap(angle: np.ndarray) -> np.ndarray:
@@ -159,7 +182,18 @@ class SafetyFilter:
                 ", ".join(unmeasured),
             )  # fmt: skip
 
+        self.period = period
+        self.workspace = Workspace.from_spec(spec)
+        kinematics = spec.workspace.kinematics if spec.workspace is not None else None
+        joints_of = action.joints if self.kind == "joint_position" else state_joints
+        self._kinematic_index = (None if kinematics is None else
+                                 np.array([joints_of.index(j) for j in kinematics.joints], dtype=np.intp))
+        if self.kind == "ee_pose" and kinematics is None:
+            logger.warning("ee_pose without workspace.kinematics in the spec: the first pose after activation cannot "
+                           "be stepped from the measured pose and is sent as predicted")  # fmt: skip
+
         self._lock = threading.RLock()
+        self._limit = ""
         self._enabled = not spec.safety.require_enable
         self._active = False
         self._reason = ""
@@ -223,11 +257,14 @@ class SafetyFilter:
         with self._lock:
             return self._hold_locked(reason, now)
 
-    def filter(self, action: np.ndarray, measured: np.ndarray | None, now: float) -> SafetyResult:
+    def filter(self, action: np.ndarray, measured: np.ndarray | None, now: float, *,
+               state: np.ndarray | None = None) -> SafetyResult:
         """The command for ``action`` [action_dim], or a hold.
 
         ``measured``: the robot's current value of each action dim (NaN or None: unknown),
         e.g. ``measured_from_state(observation.state)``; used on (re)activation.
+        ``state``: the measured state in ``spec.state_joints`` order; end-effector actions
+        get the measured TCP from it (forward kinematics of ``workspace.kinematics``).
         """
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != self.lower.shape:
@@ -238,8 +275,11 @@ class SafetyFilter:
             if not np.isfinite(a).all():
                 return self._hold_locked("non-finite action", now)
             activated = not self._active
+            tcp = self._measured_tcp(state)
             if activated:
                 ref = np.full(a.shape, np.nan) if measured is None else np.asarray(measured, dtype=np.float64).copy()
+                if self.kind == "ee_pose" and tcp is not None:
+                    ref[:6] = np.where(np.isfinite(ref[:6]), ref[:6], tcp)
                 if self._last is not None:
                     unknown = ~np.isfinite(ref)
                     ref[unknown] = self._last[unknown]
@@ -253,6 +293,12 @@ class SafetyFilter:
             command = np.where(np.isfinite(ref), stepped, a)
             command[self._angle] = _wrap(command[self._angle])
             command = np.clip(command, self.lower, self.upper)
+            limit = ""
+            if self.workspace is not None:
+                command, limit, hold = self._limit_workspace(command, ref, tcp)
+                if hold:
+                    return self._hold_locked(hold, now)
+            self._note_limit(limit, now)
             change = command - a
             change[self._angle] = _wrap(change[self._angle])
             clamped = bool(np.any(np.abs(change) > 1e-12))
@@ -263,9 +309,53 @@ class SafetyFilter:
                 self._events.append(SafetyEvent(float(now), "resume", previous))
                 logger.info("resume at t=%.3f (was: %s)", now, previous)
                 self._reason = ""
-            return SafetyResult(command.copy(), False, "", None, clamped, activated)
+            return SafetyResult(command.copy(), False, "", None, clamped, activated, limit)
 
     # -- internals -------------------------------------------------------------
+    def _measured_tcp(self, state: np.ndarray | None) -> np.ndarray | None:
+        """x y z roll pitch yaw of the measured TCP (ee kinds with kinematics), or None."""
+        ws = self.workspace
+        if self.kind == "joint_position" or state is None or ws is None or ws.chain is None:
+            return None
+        q = np.asarray(state, dtype=np.float64)[self._kinematic_index]
+        return ws.chain.tcp_xyz_rpy(q) if np.isfinite(q).all() else None
+
+    def _limit_workspace(self, command: np.ndarray, ref: np.ndarray,
+                         tcp: np.ndarray | None) -> tuple[np.ndarray, str, str]:
+        """(command kept inside the workspace, the half-space that acted, a hold reason or '')."""
+        ws = self.workspace
+        assert ws is not None
+        command = command.copy()
+        if self.kind == "joint_position":
+            assert ws.chain is not None and self._kinematic_index is not None
+            k = self._kinematic_index
+            ref_q = ref[k]
+            if not np.isfinite(ref_q).all():
+                worst, name = ws.violation(ws.chain.tcp_position(command[k]))
+                return command, "", (f"workspace: {name} (no known arm pose to step from)" if worst > 0 else "")
+            command[k], limit = ws.limit_step(ref_q, command[k], ws.chain.tcp_position)
+            # a measured reference may sit a hair outside the joint limits
+            return np.clip(command, self.lower, self.upper), limit, ""
+        if self.kind == "ee_pose":
+            ref_p = ref[:3]
+            if np.isfinite(ref_p).all() and ws.violation(ref_p)[0] > 0:
+                command[:3], limit = ws.limit_step(ref_p, command[:3], lambda p: p)
+            else:
+                command[:3], limit = ws.clamp_point(command[:3])
+            return command, limit, ""
+        if tcp is None:
+            return command, "", "workspace: TCP position unknown (no measured arm joints)"
+        command[:3], limit = ws.limit_velocity(tcp[:3], command[:3], self.period)
+        return command, limit, ""
+
+    def _note_limit(self, limit: str, now: float) -> None:
+        if limit != self._limit:
+            if limit:
+                logger.warning("workspace limit at t=%.3f: %s", now, limit)
+            else:
+                logger.info("workspace limit released at t=%.3f (was: %s)", now, self._limit)
+            self._limit = limit
+
     def _hold_position(self) -> np.ndarray | None:
         if self._last is None:
             return None

@@ -5,7 +5,8 @@ follows from the previous one by
 
     T_i = RotX(alpha_i) @ TransX(a_i) @ RotZ(theta_i) @ TransZ(d_i)
 
-with ``theta_i = q_i`` for the seven joints and 0 for the flange. The Franka Hand's TCP
+with ``theta_i = q_i`` for the seven joints and 0 for the flange (``dh_transform`` comes from
+``hpt_ros.runtime.kinematics``; config/robots/franka_fr3.yaml carries the same rows). The Franka Hand's TCP
 (the centre between the finger tips) sits 0.1034 m along the flange z axis, rotated
 -pi/4 about it. The base frame is the world frame: x forward, z up, origin at the foot
 of the robot on the table.
@@ -25,6 +26,9 @@ from typing import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+# one DH implementation: the runtime's workspace check computes the TCP from the spec with it
+from hpt_ros.runtime.kinematics import dh_transform
 
 __all__ = [
     "DH_PARAMS",
@@ -63,20 +67,6 @@ READY_POSE: NDArray[np.float64] = np.array(
 #: indices into ``forward_kinematics``' list: [base, J1..J7, flange, tcp]
 FLANGE_INDEX = 8
 TCP_INDEX = 9
-
-
-def dh_transform(a: float, d: float, alpha: float, theta: float) -> NDArray[np.float64]:
-    """RotX(alpha) TransX(a) RotZ(theta) TransZ(d) as one 4x4 homogeneous matrix."""
-    ca, sa = math.cos(alpha), math.sin(alpha)
-    ct, st = math.cos(theta), math.sin(theta)
-    return np.array(
-        [
-            [ct, -st, 0.0, a],
-            [st * ca, ct * ca, -sa, -d * sa],
-            [st * sa, ct * sa, ca, d * ca],
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    )
 
 
 def _hand_transform() -> NDArray[np.float64]:

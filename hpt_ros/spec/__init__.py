@@ -14,11 +14,14 @@ from .schema import (
     ExecutionSpec,
     GripperSpec,
     JointLimit,
+    KeepOutPlane,
+    KinematicsSpec,
     ModelSpec,
     RobotSpec,
     SafetySpec,
     SensorSpec,
     StemSpec,
+    WorkspaceSpec,
 )
 
 __all__ = [
@@ -28,6 +31,8 @@ __all__ = [
     "ExecutionSpec",
     "GripperSpec",
     "JointLimit",
+    "KeepOutPlane",
+    "KinematicsSpec",
     "ModelSpec",
     "RobotSpec",
     "SUPPORTED_IMAGE_SIZES",
@@ -35,6 +40,7 @@ __all__ = [
     "SensorSpec",
     "SpecError",
     "StemSpec",
+    "WorkspaceSpec",
     "load_spec",
     "parse_spec",
     "resolve_spec_path",

@@ -20,11 +20,14 @@ from .schema import (
     ExecutionSpec,
     GripperSpec,
     JointLimit,
+    KeepOutPlane,
+    KinematicsSpec,
     ModelSpec,
     RobotSpec,
     SafetySpec,
     SensorSpec,
     StemSpec,
+    WorkspaceSpec,
 )
 
 __all__ = ["load_spec", "parse_spec", "resolve_spec_path", "SUPPORTED_IMAGE_SIZES"]
@@ -283,6 +286,8 @@ def parse_spec(data: Any, file: str = "<memory>") -> RobotSpec:
             path=model_sec.get("path", str, ""),
         )
         model_sec.done()
+    state_joints = tuple(j for s in sensors if stem_by_name[s.stem].modality == "state" for j in s.joints)
+    workspace = _parse_workspace(top.section("workspace", required=False), file, action, state_joints)
     top.done()
 
     state_stem = next(s for s in stems if s.modality == "state")
@@ -298,6 +303,7 @@ def parse_spec(data: Any, file: str = "<memory>") -> RobotSpec:
         execution=execution,
         engine=engine,
         model=model,
+        workspace=workspace,
         source=file,
         raw=data,
     )
@@ -338,6 +344,75 @@ def _parse_action(a: _Section, file: str) -> ActionSpec:
     a.done()
     return ActionSpec(kind=kind, horizon=horizon, joints=joints, command=command, frame=frame, gripper=gripper,
                       time_from_start=time_from_start)
+
+
+def _vector(section: _Section, name: str, size: int, default: Any = _MISSING) -> tuple[float, ...]:
+    value = section.get(name, list, default, expected=f"a list of {size} numbers")
+    if value is default and default is not _MISSING:
+        return tuple(value)
+    ok = len(value) == size and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                    for v in value)
+    if not ok:
+        raise section.fail(name, f"a list of {size} finite numbers", value)
+    return tuple(float(v) for v in value)
+
+
+def _parse_workspace(w: _Section | None, file: str, action: ActionSpec,
+                     state_joints: tuple[str, ...]) -> WorkspaceSpec | None:
+    if w is None:
+        return None
+    box_min = box_max = None
+    box = w.section("box", required=False)
+    if box is not None:
+        box_min, box_max = _vector(box, "min", 3), _vector(box, "max", 3)
+        for axis, lo, hi in zip("xyz", box_min, box_max):
+            if not lo < hi:
+                raise box.fail("max", f"each bound above min ({axis}: {lo} < max)", list(box_max))
+        box.done()
+    planes: list[KeepOutPlane] = []
+    keep_out = w.section("keep_out", required=False)
+    if keep_out is not None:
+        for name in keep_out.data:
+            p = keep_out.section(str(name))
+            normal = _vector(p, "normal", 3)
+            length = math.sqrt(sum(v * v for v in normal))
+            if length < 1e-9:
+                raise p.fail("normal", "a non-zero normal (pointing to the allowed side)", list(normal))
+            planes.append(KeepOutPlane(str(name), tuple(v / length for v in normal), p.get("offset", float, 0.0),
+                                       p.get("clearance", float, 0.0, check=lambda c: c >= 0,
+                                             expected="a clearance >= 0 [m]")))  # fmt: skip
+            p.done()
+    kinematics = None
+    k = w.section("kinematics", required=False)
+    if k is not None:
+        joints = k.string_list("joints")
+        rows = k.get("dh", list, expected="a list of [a, d, alpha] rows")
+        for i, row in enumerate(rows):
+            if not (isinstance(row, list) and len(row) == 3 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)):
+                raise SpecError(file, f"{k.key('dh')}[{i}]", "[a, d, alpha]: three finite numbers", row)
+        if not joints or len(rows) < len(joints):
+            raise k.fail("dh", f"at least one row per joint ({len(joints)})", f"{len(rows)} rows")
+        tool = k.section("tool", required=False)
+        xyz, rpy = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+        if tool is not None:
+            xyz, rpy = _vector(tool, "xyz", 3, (0.0, 0.0, 0.0)), _vector(tool, "rpy", 3, (0.0, 0.0, 0.0))
+            tool.done()
+        k.done()
+        # joint commands are checked on the commanded joints, end-effector ones on the measured joints
+        needed_in, where = ((action.joints, "action.joints") if action.kind == "joint_position"
+                            else (state_joints, "the state sensors' joints"))
+        for i, joint in enumerate(joints):
+            if joint not in needed_in:
+                raise SpecError(file, f"{k.key('joints')}[{i}]", f"a joint of {where}", joint)
+        kinematics = KinematicsSpec(joints, tuple(tuple(float(v) for v in r) for r in rows), xyz, rpy)
+    w.done()
+    if box_min is None and not planes:
+        raise w.fail("box", "a box or at least one keep_out plane", "neither")
+    if kinematics is None and action.kind in ("joint_position", "ee_twist"):
+        raise w.fail("kinematics", f"kinematics: {action.kind} commands are checked against the workspace "
+                     "through the TCP position computed from joint positions", "<missing>")
+    return WorkspaceSpec(box_min, box_max, tuple(planes), kinematics)  # type: ignore[arg-type]
 
 
 def resolve_spec_path(path: str | os.PathLike) -> Path:

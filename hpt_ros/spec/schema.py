@@ -21,11 +21,14 @@ __all__ = [
     "ExecutionSpec",
     "GripperSpec",
     "JointLimit",
+    "KeepOutPlane",
+    "KinematicsSpec",
     "ModelSpec",
     "RobotSpec",
     "SafetySpec",
     "SensorSpec",
     "StemSpec",
+    "WorkspaceSpec",
 ]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -129,6 +132,40 @@ class SafetySpec:
 
 
 @dataclass(frozen=True)
+class KeepOutPlane:
+    """A plane the TCP stays on the positive side of: ``normal . p >= offset + clearance``."""
+
+    name: str
+    normal: tuple[float, float, float]  # unit length (the loader normalises it)
+    offset: float
+    clearance: float = 0.0
+
+    @property
+    def bound(self) -> float:
+        return self.offset + self.clearance
+
+
+@dataclass(frozen=True)
+class KinematicsSpec:
+    """Modified DH rows (a, d, alpha); the first ``len(joints)`` turn with those joints, the rest are fixed."""
+
+    joints: tuple[str, ...]
+    dh: tuple[tuple[float, float, float], ...]
+    tool_xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    tool_rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """Where the TCP may go, in the base frame of ``kinematics`` (the frame of ee commands)."""
+
+    box_min: tuple[float, float, float] | None = None
+    box_max: tuple[float, float, float] | None = None
+    keep_out: tuple[KeepOutPlane, ...] = ()
+    kinematics: KinematicsSpec | None = None
+
+
+@dataclass(frozen=True)
 class ExecutionSpec:
     mode: str = "temporal_ensemble"  # "temporal_ensemble" | "replan"
     ensemble_coefficient: float = 0.01  # ACT: w_i = exp(-m * i), i = 0 the oldest chunk
@@ -159,6 +196,7 @@ class RobotSpec:
     execution: ExecutionSpec = field(default_factory=ExecutionSpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
+    workspace: WorkspaceSpec | None = None
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -228,5 +266,11 @@ class RobotSpec:
         )
         lines.append(f"  engine {self.engine.backend} {self.engine.precision}; model size {self.model.size}")
         lines.append(f"  enable topic {self.safety.enable_topic} (required: {self.safety.require_enable})")
+        w = self.workspace
+        if w is not None:
+            box = f"box {list(w.box_min)}..{list(w.box_max)} m" if w.box_min is not None else "no box"
+            planes = ", ".join(p.name for p in w.keep_out) or "no keep-out planes"
+            kin = f"kinematics {len(w.kinematics.joints)} joints" if w.kinematics else "no kinematics"
+            lines.append(f"  workspace {box}; keep out: {planes}; {kin}")
         lines.append(f"  spec hash {self.spec_hash[:16]}")
         return "\n".join(lines)
