@@ -42,11 +42,12 @@ START_NS = 1_700_000_000_000_000_000
 LEVELS = np.array([30, 90, 150, 210])
 
 
-def numbered_frame(k: int, camera: int) -> np.ndarray:
+def numbered_frame(k: int, camera: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
     """Frame ``k`` of camera ``camera``: red bands carry k (2 bits each), green says the camera."""
-    frame = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    frame = np.empty((height, width, 3), np.uint8)
+    step = width // 4
     for band in range(4):
-        frame[:, band * 16:(band + 1) * 16, 0] = LEVELS[(k >> (2 * band)) & 3]
+        frame[:, band * step:(band + 1) * step, 0] = LEVELS[(k >> (2 * band)) & 3]
     frame[..., 1] = 60 + 120 * camera
     frame[..., 2] = 255 - frame[..., 0]
     return frame
@@ -59,9 +60,12 @@ def frame_number(rgb: np.ndarray) -> tuple[int, int]:
     return k, int(round((float(rgb[..., 1].mean()) - 60) / 120))
 
 
-def write_episode(path: Path, spec: Any, seed: int, duration_s: float,
-                  camera_gap: tuple[float, float] | None = None, omit: tuple[str, ...] = ()) -> Path:
-    """One episode: sinusoidal joints, numbered frames (none of the wrist's in ``camera_gap``), commands."""
+def write_episode(path: Path, spec: Any, seed: int, duration_s: float, camera_gap: tuple[float, float] | None = None,
+                  omit: tuple[str, ...] = (), resize_at: float | None = None) -> Path:
+    """One episode: sinusoidal joints, numbered frames, commands.
+
+    No wrist frames in ``camera_gap``; from ``resize_at`` [s] on, the wrist frames are half the size.
+    """
     rng = np.random.default_rng(seed)
     cams, js = spec.image_sensors, spec.state_sensors[0]
     cmd, grip = spec.action.command, spec.action.gripper
@@ -87,8 +91,10 @@ def write_episode(path: Path, spec: Any, seed: int, duration_s: float,
                 for i, sensor in enumerate(cams):
                     if camera_gap and sensor.name == "wrist_camera" and camera_gap[0] <= t / 1e9 < camera_gap[1]:
                         continue
-                    msgs.append((sensor.topic, messages.numpy_to_image(new_message(sensor.type), numbered_frame(k, i),
-                                                                       "rgb8", stamp_s=stamp, frame_id=sensor.name)))
+                    small = resize_at is not None and i == 0 and t / 1e9 >= resize_at
+                    rgb = numbered_frame(k, i, WIDTH // 2, HEIGHT // 2) if small else numbered_frame(k, i)
+                    msgs.append((sensor.topic, messages.numpy_to_image(new_message(sensor.type), rgb, "rgb8",
+                                                                       stamp_s=stamp, frame_id=sensor.name)))
             else:
                 target = rng.uniform(-1, 1, len(spec.action.arm_joints))
                 msgs.append((cmd.topic, messages.fill_joint_trajectory(new_message(cmd.type), spec.action.arm_joints,
@@ -302,6 +308,48 @@ def test_export_skips_a_bag_without_a_camera_and_refuses_a_used_folder(spec, rec
         export_lerobot([recording], spec, out, progress=False)
     assert export_cli([str(broken), "--robot", str(SPEC_PATH), "--out", str(tmp_path / "none"), "--no-progress"]) == 2
     assert not (tmp_path / "none").exists() and not (tmp_path / "none.partial").exists()
+
+
+def test_files_roll_over_and_an_episode_failing_half_way_is_left_out(spec, recording, exported, tmp_path,
+                                                                      monkeypatch):
+    from hpt_ros.data import lerobot_export, read_episode_yaml
+    from hpt_ros.data.episodes import write_episode_yaml
+
+    monkeypatch.setattr(lerobot_export, "VIDEO_FILE_SIZE_MB", 1e-6)  # every episode fills its files
+    monkeypatch.setattr(lerobot_export, "DATA_FILE_SIZE_MB", 1e-6)
+    mixed = tmp_path / "recording"
+    mixed.mkdir()
+    shutil.copytree(recording / "episode_0000", mixed / "episode_0000")
+    write_episode(mixed / "episode_0001", spec, 1, 1.0, resize_at=0.5)  # the wrist camera changes size half-way
+    shutil.copytree(recording / "episode_0001", mixed / "episode_0002")
+    doc = read_episode_yaml(mixed / "episode_0002")
+    write_episode_yaml(mixed / "episode_0002", {**doc, "episode_index": 2})  # episodes go in index order
+    summary = export_lerobot([mixed], spec, tmp_path / "dataset", progress=False)
+    assert summary["episodes"] == 2 and [p for p, _ in summary["skipped"]] == [str(mixed / "episode_0001")]
+    assert "camera wrist_camera frames are" in summary["skipped"][0][1]
+    root = tmp_path / "dataset"
+    rows = pq.read_table(root / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    wrist = "videos/observation.images.wrist_camera"
+    assert [(r["data/file_index"], r[f"{wrist}/file_index"]) for r in rows] == [(0, 0), (1, 1)]
+    assert rows[1][f"{wrist}/from_timestamp"] > 0  # after the frames the failed episode left in the file
+    assert sorted(p.name for p in (root / "data" / "chunk-000").iterdir()) == ["file-000.parquet", "file-001.parquet"]
+    assert json.loads((root / "meta" / "info.json").read_text())["video_files_size_in_mb"] == 1e-6
+
+    # read back, it holds what the one-file dataset of the same two episodes holds
+    split = import_lerobot(root, spec, tmp_path / "from_split", progress=False)["episodes"]
+    whole = import_lerobot(exported[0], spec, tmp_path / "from_whole", progress=False)["episodes"]
+    for a, b in zip(split, whole, strict=True):
+        with open_bag(a) as ra, open_bag(b) as rb:
+            got, want = list(ra.decoded_messages()), list(rb.decoded_messages())
+        assert [(topic, t) for topic, _, t, _ in got] == [(topic, t) for topic, _, t, _ in want]
+        for (topic, _, _, m), (_, _, _, w) in zip(got, want):
+            if topic == "/joint_states":
+                assert np.array_equal(m.position, w.position)
+            elif topic == spec.action.command.topic:
+                assert np.array_equal(m.points[-1].positions, w.points[-1].positions)
+            elif topic != spec.action.gripper.topic:
+                image = np.asarray(m.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
+                assert frame_number(image) == frame_number(np.asarray(w.data, np.uint8).reshape(HEIGHT, WIDTH, 3))
 
 
 def test_import_names_the_key_that_does_not_fit_the_spec(spec, exported, tmp_path):

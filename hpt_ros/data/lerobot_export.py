@@ -11,6 +11,9 @@ Layout and file formats: :mod:`hpt_ros.data.lerobot_format`. The dataset is writ
 ``DIR.partial`` and renamed to ``DIR`` when complete, so a failed export never leaves a
 dataset that looks whole; an existing, non-empty ``DIR`` is refused.
 
+An episode that cannot be read (a missing topic, frames that change size) is skipped and
+named; if it failed half-way, its frames stay in the video file, referenced by no episode.
+
 Exit status: 0 when every episode was exported, 1 when some were skipped (named with the
 reason; the others are in the dataset), 2 when nothing could be exported.
 """
@@ -172,7 +175,6 @@ def export_lerobot(
     cameras = sorted(spec.image_sensors, key=lambda s: s.view)
     writers: dict[str, VideoWriter] = {}
     video_files = {c.name: _Files(VIDEO_FILE_SIZE_MB * 1e6) for c in cameras}
-    video_start = {c.name: 0 for c in cameras}  # frames already in the camera's current file
     data_files = _Files(DATA_FILE_SIZE_MB * 1e6)
     data_rows: dict[str, list[np.ndarray]] = {k: [] for k in (STATE_KEY, ACTION_KEY, *INDEX_FEATURES)}
     data_bytes = 0
@@ -188,6 +190,9 @@ def export_lerobot(
             frames = _EpisodeFrames(info, spec, rate, stats)
             states, images = [], {c.name: _ImageStats() for c in cameras}
             written = 0
+            # where the episode starts in each camera's current file; the frames of an episode that
+            # fails half-way stay in the file, referenced by no episode (readers seek by timestamp)
+            first_frame = {c.name: writers[c.name].frames if c.name in writers else 0 for c in cameras}
             try:
                 for item in frames:
                     if not frame_sizes:  # the first frame fixes every camera's size
@@ -209,8 +214,6 @@ def export_lerobot(
                     states.append(np.asarray(item.state, np.float32))
                     written += 1
             except (DatasetError, BagError, LeRobotFormatError) as exc:
-                if written:  # frames of it are in the shared video files already: the dataset cannot be whole
-                    raise RuntimeError(f"{info.path} failed after {written} frames were written: {exc}") from exc
                 skipped.append((str(info.path), str(exc)))
                 logger.warning("skipping episode %s: %s", info.path, exc)
                 continue
@@ -238,17 +241,15 @@ def export_lerobot(
             ep_stats = {key: array_stats(values.reshape(n, -1)) for key, values in columns.items()}
             for camera in cameras:
                 key = image_key(camera.name)
-                start = video_start[camera.name]
+                start = first_frame[camera.name]
                 files = video_files[camera.name]
                 row.update({f"videos/{key}/chunk_index": files.chunk, f"videos/{key}/file_index": files.file,
                             f"videos/{key}/from_timestamp": start / rate,
                             f"videos/{key}/to_timestamp": (start + n) / rate})  # fmt: skip
-                video_start[camera.name] += n
                 ep_stats[key] = images[camera.name].stats()
                 if writers[camera.name].bytes > files.limit:
                     writers.pop(camera.name).close()
                     files.next()
-                    video_start[camera.name] = 0
             row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
             row.update({f"stats/{key}/{stat}": np.asarray(v).tolist() for key, part in ep_stats.items()
                         for stat, v in part.items()})  # fmt: skip
@@ -347,7 +348,7 @@ def cli(argv: Sequence[str], prog: str = "hpt-ros export-lerobot") -> int:
         summary = export_lerobot(args.episodes, args.robot, args.out, fps=args.fps or None, task=args.task or None,
                                  robot_type=args.robot_type or None, encoder=args.encoder or None, crf=args.crf,
                                  progress=not args.no_progress)  # fmt: skip
-    except (SpecError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (SpecError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for episode, reason in summary["skipped"]:
