@@ -405,3 +405,11 @@ def test_imported_episodes_are_training_and_evaluation_input(spec, exported, tmp
     entry = metrics["episodes"][folders[0]]
     assert entry["status"] == "ok" and entry["dimensions_scored"] == list(spec.action.joints)
     assert entry["ticks_evaluated"] == entry["ticks"] > 10
+
+
+def test_end_effector_actions_are_written_as_the_training_reader_reads_them():
+    from hpt_ros.data.dataset import _quaternion_to_rpy
+    from hpt_ros.data.lerobot_import import _rpy_to_quaternion
+
+    for rpy in ([0.1, -0.2, 0.3], [3.0, 1.2, -2.5], [0.0, 0.0, 0.0], [-1.0, -1.4, 3.1]):
+        assert np.allclose(_quaternion_to_rpy(*_rpy_to_quaternion(*rpy)), rpy, atol=1e-12)
