@@ -22,9 +22,9 @@ receive thread), and the UDP datagrams the kernel dropped on the recorder's sock
 (socket receive buffer full: the signature of a receive thread that got no CPU).
 Exit status 1 if any message is missing or dropped.
 
-``--publisher-transport rclpy`` publishes through real rclpy (Fast DDS; run it with a ROS 2
-wheel venv's Python, ``scripts/install_ros_wheels.sh``): the recorder, on the ``dds``
-transport, then records from rclpy publishers.
+``--publisher-transport rclpy`` publishes through real rclpy and ``--recorder-transport
+rclpy`` runs the recorder as ``ros2 run`` does (``teleop_recorder --ros-args ...``), both
+on Fast DDS; run it with a ROS 2 wheel venv's Python (``scripts/install_ros_wheels.sh``).
 
 ``--recorder-nice -10`` renices the recorder (root) and ``--recorder-args ...`` passes
 options to it, to study CPU contention (e.g. with busy loops running beside it).
@@ -249,11 +249,15 @@ def run(args: argparse.Namespace) -> int:
                     raise RuntimeError(f"timed out waiting for {what}; recorder log: {recorder_log}")
                 time.sleep(0.05)
 
+        if args.recorder_transport == "rclpy":
+            command = [str(Path(sys.executable).parent / "teleop_recorder"), "--ros-args", "-p",
+                       f"output_dir:={out / 'demos'}", "-p", "keyboard:=false", "-p", "status_period_s:=2.0",
+                       *args.recorder_args]
+        else:
+            command = [sys.executable, "-m", "hpt_ros.cli", "record", "--output", str(out / "demos"), "--no-keyboard",
+                       "--status-period", "2", *args.recorder_args]
         with recorder_log.open("w") as log:
-            recorder = subprocess.Popen(
-                [sys.executable, "-m", "hpt_ros.cli", "record", "--output", str(out / "demos"), "--no-keyboard",
-                 "--status-period", "2", *args.recorder_args],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            recorder = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         procs.append(recorder)
         if args.recorder_nice:
             os.setpriority(os.PRIO_PROCESS, recorder.pid, args.recorder_nice)  # every thread: see --help
@@ -311,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"\n=== teleop recorder benchmark: {args.duration:g} s, 2 x {args.width}x{args.height} rgb8 @ "
               f"{args.camera_rate:g} Hz + JointState @ {args.joint_rate:g} Hz from {args.publisher_transport} "
-              f"to the dds recorder (loopback), 2 cores ===")
+              f"to the {args.recorder_transport} recorder (loopback), 2 cores ===")
         print(f"{'topic':40s} {'sent':>7s} {'in bag':>7s} {'mcap':>7s} {'missing':>8s} {'dropped':>8s} {'lost':>5s}"
               "  where missing")
         bad = 0
@@ -373,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra arguments for hpt-ros record (e.g. --no-fsync)")
     parser.add_argument("--publisher-transport", choices=("dds", "rclpy"), default="dds",
                         help="transport of the publisher process (rclpy: run with a ROS 2 wheel venv)")
+    parser.add_argument("--recorder-transport", choices=("dds", "rclpy"), default="dds",
+                        help="transport of the recorder (rclpy: run with a ROS 2 wheel venv)")
     parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=2.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

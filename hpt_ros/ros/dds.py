@@ -51,6 +51,7 @@ from .idl.registry import MESSAGE_TYPES
 from .names import dds_topic_name, normalize_type_name
 from .transport import (
     QOS_DEFAULT,
+    RAW_MIN_DEPTH,
     Callback,
     Durability,
     Publisher,
@@ -66,8 +67,6 @@ from .wall_timers import TimerGroups
 __all__ = ["DdsTransport", "RAW_MIN_DEPTH", "deserialize", "domain_id_from_env", "dds_qos", "dds_topic_name",
            "serialize"]
 
-#: Minimum reader history of a ``raw=True`` subscription (1 s of a 1 kHz topic).
-RAW_MIN_DEPTH = 1000
 _TAKE_BATCH = 256
 _ANY_STATE = SampleState.Any | ViewState.Any | InstanceState.Any
 _WAIT_NS = duration(milliseconds=100)

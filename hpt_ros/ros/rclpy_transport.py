@@ -27,14 +27,16 @@ Mapping:
   user chose others (:func:`hpt_ros.ros.dds_config.ensure_dds_config`, Fast DDS and Cyclone);
 * ``new_message``: ``pkg/msg/Name`` is imported as ``pkg.msg.Name`` (what
   ``rosidl_runtime_py`` does; that package has no wheel on the index); ``raw=True`` uses
-  rclpy's raw subscriptions (CDR bytes as rosbag2 stores them); ``publish`` accepts a
-  message or CDR bytes;
+  rclpy's raw subscriptions (CDR bytes as rosbag2 stores them) with a reader history of at
+  least :data:`~hpt_ros.ros.transport.RAW_MIN_DEPTH`, as in the ``dds`` transport;
+  ``publish`` accepts a message or CDR bytes;
 * logging: records of ``self.logger`` (Python logging) are forwarded to the node's rclpy
   logger, so they reach ``/rosout``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import threading
@@ -46,6 +48,7 @@ from .dds_config import ensure_dds_config
 from .names import normalize_type_name
 from .transport import (
     QOS_DEFAULT,
+    RAW_MIN_DEPTH,
     QOS_SENSOR_DATA,
     Callback,
     Durability,
@@ -255,6 +258,8 @@ class RclpyTransport(Transport):
     def create_subscription(self, topic: str, msg_type: str, callback: Callback, qos: QoSProfile = QOS_DEFAULT, *,
                             raw: bool = False) -> Subscription:
         validate_topic_name(topic)
+        if raw and qos.depth < RAW_MIN_DEPTH:
+            qos = dataclasses.replace(qos, depth=RAW_MIN_DEPTH)
         subscription = self.node.create_subscription(self.message_class(msg_type), topic, callback, rclpy_qos(qos),
                                                      raw=raw)
         return _RclpySubscription(topic, normalize_type_name(msg_type), self.node, subscription)

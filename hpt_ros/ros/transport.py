@@ -31,6 +31,7 @@ __all__ = [
     "QOS_DEFAULT",
     "QOS_SENSOR_DATA",
     "QOS_LATCHED",
+    "RAW_MIN_DEPTH",
     "Publisher",
     "Subscription",
     "Timer",
@@ -68,6 +69,10 @@ class QoSProfile:
 QOS_DEFAULT = QoSProfile(10, Reliability.RELIABLE, Durability.VOLATILE)
 QOS_SENSOR_DATA = QoSProfile(5, Reliability.BEST_EFFORT, Durability.VOLATILE)
 QOS_LATCHED = QoSProfile(1, Reliability.RELIABLE, Durability.TRANSIENT_LOCAL)
+
+#: Minimum reader history of a ``raw=True`` subscription (1 s of a 1 kHz topic): a recorder
+#: whose callbacks fall behind for a moment must not lose what keep-last would overwrite.
+RAW_MIN_DEPTH = 1000
 
 
 class Publisher(abc.ABC):

@@ -16,7 +16,15 @@ from igmp import non_loopback_groups
 
 from hpt_ros.ros import make_transport
 from hpt_ros.ros.rclpy_transport import rclpy_qos
-from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, QoSProfile, Reliability, TransportError
+from hpt_ros.ros.transport import (
+    QOS_DEFAULT,
+    QOS_LATCHED,
+    QOS_SENSOR_DATA,
+    RAW_MIN_DEPTH,
+    QoSProfile,
+    Reliability,
+    TransportError,
+)
 
 
 def make(name: str = "policy_node", parameters: dict[str, Any] | None = None) -> Any:
@@ -59,7 +67,9 @@ def test_pub_sub_decoded_and_raw_and_threads() -> None:
         raw: list[bytes] = []
         cameras: list[Any] = []
         transport.create_subscription("/joint_states", "sensor_msgs/JointState", decoded.append)
-        transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", raw.append, raw=True)
+        raw_sub = transport.create_subscription("/joint_states", "sensor_msgs/msg/JointState", raw.append, raw=True)
+        # a recorder that falls behind for a moment keeps what keep-last 10 would overwrite
+        assert raw_sub.subscription.qos_profile.depth == RAW_MIN_DEPTH
         cam_sub = transport.create_subscription("/camera/image", "sensor_msgs/msg/Image", cameras.append,
                                                 QOS_SENSOR_DATA)
         pub = transport.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
