@@ -230,6 +230,19 @@ def test_diagnostics_while_disabled_warn():
     assert commands(world) == []
 
 
+def test_diagnostics_warn_while_a_spec_mismatch_is_allowed():
+    from hpt_ros.spec.compat import SpecComparison
+
+    spec = ee_spec("ee_pose", camera_max_age=0.5)
+    engine = ChunkEngine([0.4, 0, 0.3, 0, 0, 0])
+    engine.spec_comparison = SpecComparison(differences=("view 0 sensor: model 'a', spec 'b'",))
+    world, _, _ = make_world(spec, engine)
+    world.run(until=1.0)
+    ((_, level, message, values),) = diagnostics(world)
+    assert message == "commanding" and level == 1
+    assert values["spec_mismatch"] == "view 0 sensor: model 'a', spec 'b'"
+
+
 # -- clock jump ---------------------------------------------------------------------------------------
 
 def test_node_on_a_looping_clock_resets_holds_and_resumes():

@@ -140,6 +140,7 @@ def test_override_loads_and_warns_on_every_load(checkpoint, franka_spec, caplog)
             assert engine.backend == "torch"
     warnings = [r.getMessage() for r in caplog.records if "SPEC MISMATCH ALLOWED" in r.getMessage()]
     assert len(warnings) == 2 and all("state joints in another order" in w for w in warnings)
+    assert engine.spec_comparison.differences[0].startswith("state joints in another order")  # for /diagnostics
 
 
 def test_topic_rename_loads_with_a_note(checkpoint, franka_spec, caplog):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,9 @@ class Engine(abc.ABC):
     action_dim: int
     state_dim: int
     num_views: int
+    #: how the model's recorded spec fields compare with the spec it was loaded under
+    #: (``hpt_ros.spec.compat.SpecComparison``, set by ``load_engine``; None: not compared)
+    spec_comparison: Any = None
 
     @abc.abstractmethod
     def predict(self, images: np.ndarray, state: np.ndarray) -> np.ndarray: ...

@@ -335,7 +335,7 @@ def cli(argv: list[str], prog: str = "hpt-ros export-onnx") -> int:
         if spec is not None:
             from .factory import _load_checkpoint
 
-            policy = _load_checkpoint(folder, spec)
+            policy, _ = _load_checkpoint(folder, spec)
         else:
             try:
                 policy, _ = load_checkpoint(folder)

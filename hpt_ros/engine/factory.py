@@ -243,22 +243,28 @@ def load_engine(
 
         meta = read_sidecar(path)
         _check_dims(path, meta["sizes"], spec)
-        check_model_spec(path, meta.get("robot_spec"), spec, recorded_hash=(meta.get("spec") or {}).get("hash"),
-                         allow_spec_mismatch=allow_spec_mismatch)
+        comparison = check_model_spec(path, meta.get("robot_spec"), spec,
+                                      recorded_hash=(meta.get("spec") or {}).get("hash"),
+                                      allow_spec_mismatch=allow_spec_mismatch)
         if backend != "onnxruntime":
             logger.info("%s is an ONNX file: running it on onnxruntime (backend %s ignored)", path, backend)
         _check_options(OnnxEngine, options)
-        return OnnxEngine(path, precision=precision, threads=threads, **options)
+        engine: Engine = OnnxEngine(path, precision=precision, threads=threads, **options)
+        engine.spec_comparison = comparison
+        return engine
 
     if path.is_dir() or path.name == "hpt.yaml":
         folder = path if path.is_dir() else path.parent
-        policy = _load_checkpoint(folder, spec, allow_spec_mismatch=allow_spec_mismatch)
+        policy, comparison = _load_checkpoint(folder, spec, allow_spec_mismatch=allow_spec_mismatch)
         if backend == "torch":
             from .torch_engine import TorchEngine
 
             _check_options(TorchEngine, options)
-            return TorchEngine(policy, precision=precision, threads=threads, **options)
-        return _onnx_from_policy(policy, spec, precision, threads, options)
+            engine = TorchEngine(policy, precision=precision, threads=threads, **options)
+        else:
+            engine = _onnx_from_policy(policy, spec, precision, threads, options)
+        engine.spec_comparison = comparison
+        return engine
     raise EngineError(f"{path}: not a model: expected a checkpoint folder (hpt.yaml + model.safetensors) "
                       "or an .onnx file")  # fmt: skip
 
@@ -273,7 +279,8 @@ def _check_options(engine: type, options: dict[str, Any]) -> None:
                           f"(it takes {', '.join(sorted(known))})")  # fmt: skip
 
 
-def _load_checkpoint(folder: Path, spec: RobotSpec, *, allow_spec_mismatch: bool = False) -> HPTPolicy:
+def _load_checkpoint(folder: Path, spec: RobotSpec, *,
+                     allow_spec_mismatch: bool = False) -> tuple[HPTPolicy, SpecComparison]:
     import yaml
 
     from hpt_ros.model import CheckpointError, load_checkpoint
@@ -289,8 +296,8 @@ def _load_checkpoint(folder: Path, spec: RobotSpec, *, allow_spec_mismatch: bool
     found["action_horizon"] = config.get("action_horizon", 8)
     _check_dims(meta_file, found, spec)
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    check_model_spec(meta_file, meta.get("robot_spec"), spec, recorded_hash=extra.get("spec_hash"),
-                     allow_spec_mismatch=allow_spec_mismatch)
+    comparison = check_model_spec(meta_file, meta.get("robot_spec"), spec, recorded_hash=extra.get("spec_hash"),
+                                  allow_spec_mismatch=allow_spec_mismatch)
     try:
         policy, _ = load_checkpoint(folder)
     except CheckpointError as exc:
@@ -300,7 +307,7 @@ def _load_checkpoint(folder: Path, spec: RobotSpec, *, allow_spec_mismatch: bool
             f"{folder}: checkpoint has no image encoder, so it cannot run on camera frames; "
             "save it with a ResNet-18 ImageEncoder attached"
         )
-    return policy
+    return policy, comparison
 
 
 def _onnx_from_policy(

@@ -174,6 +174,10 @@ class PolicyNode:
         }
         for sensor, age in ages.items():
             values[f"age_{sensor}_s"] = _fmt(age)
+        comparison = getattr(self.runtime.engine, "spec_comparison", None)
+        if comparison is not None and comparison.differences:  # run with allow_spec_mismatch
+            values["spec_mismatch"] = "; ".join(comparison.differences)
+            level = max(level, _LEVEL_WARN)
         msg = self.transport.new_message("diagnostic_msgs/msg/DiagnosticArray")
         status = (f"{self.transport.node_name}: policy", level, stats.reason or "commanding", self.spec.name, values)
         messages.fill_diagnostic_array(msg, [status], now)
