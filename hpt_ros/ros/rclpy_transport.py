@@ -221,9 +221,12 @@ class RclpyTransport(Transport):
             ensure_dds_config()
             rclpy.init(args=args)
         overrides = [Parameter(name, value=value) for name, value in self._parameters.items()]
+        node_class: Any = Node
         if lifecycle:
-            from rclpy.lifecycle import LifecycleNode as Node  # noqa: F811 - a managed node
-        self.node = Node(node_name, namespace=namespace, parameter_overrides=overrides)
+            from rclpy.lifecycle import LifecycleNode
+
+            node_class = LifecycleNode
+        self.node = node_class(node_name, namespace=namespace, parameter_overrides=overrides)
         self.lifecycle = bool(lifecycle)
         if lifecycle:
             self._refuse_unavailable_transitions()
