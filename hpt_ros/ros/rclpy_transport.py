@@ -228,6 +228,7 @@ class RclpyTransport(Transport):
             node_class = LifecycleNode
         self.node = node_class(node_name, namespace=namespace, parameter_overrides=overrides)
         self.lifecycle = bool(lifecycle)
+        self._lifecycle_handler: Any = None
         if lifecycle:
             self._refuse_unavailable_transitions()
         self._groups: dict[str, _GroupThread] = {}
@@ -329,6 +330,7 @@ class RclpyTransport(Transport):
                 return TransitionCallbackReturn.SUCCESS
             return callback
 
+        self._lifecycle_handler = handler
         names = ("on_configure", "on_activate", "on_deactivate", "on_cleanup", "on_shutdown", "on_error")
         entity_class = type("_TransportManagedEntity", (ManagedEntity,), {n: transition(n) for n in names})
         self.node.add_managed_entity(entity_class())
@@ -398,10 +400,18 @@ class RclpyTransport(Transport):
         import rclpy
 
         if self.lifecycle and self.lifecycle_state() in ("unconfigured", "inactive", "active"):
-            try:
-                self.node.trigger_shutdown()  # the handler releases what it holds
-            except Exception as exc:  # noqa: BLE001 - shutting down regardless
-                self.logger.warning("%s: shutdown transition failed: %s", self.node_name, exc)
+            # the handler releases what it holds; after SIGINT / SIGTERM the context is gone and
+            # the state machine cannot announce a transition, so the handler is called directly
+            if rclpy.ok(context=self.node.context):
+                try:
+                    self.node.trigger_shutdown()
+                except Exception as exc:  # noqa: BLE001 - shutting down regardless
+                    self.logger.warning("%s: shutdown transition failed: %s", self.node_name, exc)
+            elif self._lifecycle_handler is not None and hasattr(self._lifecycle_handler, "on_shutdown"):
+                try:
+                    self._lifecycle_handler.on_shutdown()
+                except Exception as exc:  # noqa: BLE001 - shutting down regardless
+                    logging.getLogger(__name__).warning("%s: on_shutdown failed: %s", self.node_name, exc)
         self.logger.removeHandler(self._log_handler)
         self.logger.propagate = True
         with self._groups_lock:

@@ -227,3 +227,29 @@ def test_does_not_shut_down_a_context_it_did_not_create() -> None:
         assert rclpy.ok()
     finally:
         rclpy.shutdown()
+
+
+def test_lifecycle_handler_released_after_external_shutdown() -> None:
+    """SIGINT / SIGTERM: rclpy's handlers shut the context down first; the managed node's
+    on_shutdown still runs when the transport shuts down."""
+    transport = make_transport("rclpy", "managed", lifecycle=True)
+    calls: list[str] = []
+
+    class Handler:
+        def on_shutdown(self) -> None:
+            calls.append("shutdown")
+
+    transport.set_lifecycle_handler(Handler())
+    assert transport.lifecycle_state() == "unconfigured"
+    rclpy.shutdown()  # what rclpy's signal handler does
+    transport.shutdown()
+    assert calls == ["shutdown"]
+
+
+def test_lifecycle_handler_needs_a_lifecycle_node() -> None:
+    transport = make()
+    try:
+        with pytest.raises(TransportError, match="not a lifecycle node"):
+            transport.set_lifecycle_handler(object())
+    finally:
+        transport.shutdown()
