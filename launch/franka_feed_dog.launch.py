@@ -23,6 +23,8 @@ ARGUMENTS = (
     ("model", "", "checkpoint dir, ONNX file, or empty for the package's default model"),
     ("rate_hz", "0", "control rate [Hz]; 0 keeps the robot config's rate"),
     ("engine", "", "torch | onnxruntime; empty keeps the robot config's engine"),
+    ("allow_spec_mismatch", "false",
+     "run a model made for a robot spec with other joints, views or action layout (warned at every start)"),
     ("use_cameras", "false", "start two realsense2_camera drivers (wrist + third person) on real hardware"),
     ("use_sim_time", "false", "use /clock (e.g. with 'ros2 bag play --clock')"),
 )
@@ -71,6 +73,7 @@ def generate_launch_description():
             "model": LaunchConfiguration("model"),
             "rate_hz": LaunchConfiguration("rate_hz"),
             "engine": LaunchConfiguration("engine"),
+            "allow_spec_mismatch": LaunchConfiguration("allow_spec_mismatch"),
             "use_sim_time": use_sim_time,
         }],
     )

@@ -68,11 +68,12 @@ def test_declares_the_documented_arguments(description):
     entities = description.args[0]
     declared = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
     for name in ("robot_ip", "use_fake_hardware", "robot_config", "model", "rate_hz", "engine", "use_cameras",
-                 "use_sim_time"):
+                 "use_sim_time", "allow_spec_mismatch"):
         assert name in declared, name
         assert declared[name]["description"], name
     assert declared["use_fake_hardware"]["default_value"] == "true"
     assert declared["robot_config"]["default_value"] == "franka_fr3"
+    assert declared["allow_spec_mismatch"]["default_value"] == "false"
     assert (ROOT / "config" / "robots" / "franka_fr3.yaml").is_file()
 
 
@@ -95,7 +96,7 @@ def test_policy_node_gets_the_launch_arguments(description):
     entities = description.args[0]
     policy = next(e for e in entities if type(e).__name__ == "Node" and e.kwargs["executable"] == "policy_node")
     params = policy.kwargs["parameters"][0]
-    for key in ("robot_config", "model", "rate_hz", "engine", "use_sim_time"):
+    for key in ("robot_config", "model", "rate_hz", "engine", "use_sim_time", "allow_spec_mismatch"):
         assert _config_name(params[key]) == key
     assert policy.kwargs["package"] == "hpt_ros"
 
