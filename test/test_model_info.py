@@ -72,7 +72,8 @@ def test_own_checkpoint_with_a_renamed_key_fails(tmp_path, capsys):
     assert run_info(folder, capsys)[0] == 0
     weights = folder / "model.safetensors"
     tensors = load_file(str(weights))
-    tensors["trunk.trunk.blocks.0.attn.in_proj_weight_renamed"] = tensors.pop("trunk.trunk.blocks.0.attn.in_proj_weight")
+    key = "trunk.trunk.blocks.0.attn.in_proj_weight"
+    tensors[key + "_renamed"] = tensors.pop(key)
     save_file(tensors, str(weights))
     status, out = run_info(folder, capsys)
     assert status == 1 and "missing key: trunk.trunk.blocks.0.attn.in_proj_weight" in out

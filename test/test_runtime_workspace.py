@@ -190,7 +190,8 @@ def test_runtime_steps_the_first_ee_pose_from_the_measured_joints():
         rt.cache.update(camera, np.zeros((4, 6, 3), np.uint8), 0.0)
     rt.cache.update("joint_states", HOME, 0.0)
     r = rt.tick(0.0)
-    assert r.activated and r.command[:3] == pytest.approx(CHAIN.tcp_position(READY_POSE) + [1, 1, -1] * rt.safety.max_step[:3])
+    one_step = CHAIN.tcp_position(READY_POSE) + [1, 1, -1] * rt.safety.max_step[:3]
+    assert r.activated and r.command[:3] == pytest.approx(one_step)
 
 
 # -- end-effector commands -----------------------------------------------------------------------

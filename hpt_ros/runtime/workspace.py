@@ -103,7 +103,8 @@ class Workspace:
                 hi = mid
         return ref + lo * (goal - ref), name
 
-    def limit_velocity(self, position: ArrayLike, velocity: ArrayLike, period: float) -> tuple[NDArray[np.float64], str]:
+    def limit_velocity(self, position: ArrayLike, velocity: ArrayLike,
+                       period: float) -> tuple[NDArray[np.float64], str]:
         """``velocity`` [m/s] of a TCP at ``position`` such that one ``period`` of it stays inside.
 
         Per half-space with signed distance ``s`` (>= 0 inside): the velocity along the
