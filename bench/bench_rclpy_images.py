@@ -16,8 +16,9 @@ Receivers: ``transport`` (the package's RclpyTransport: MultiThreadedExecutor, m
 callbacks in one group), ``raw`` (the same with ``raw=True``: no Python message is built),
 ``single`` (plain rclpy, SingleThreadedExecutor). DDS variants (Fast DDS profiles, all on
 loopback): ``package`` (the package's profile), ``udp-small-buffers`` (the package's
-transport with the OS default 208 KiB socket buffers), ``shm`` (shared memory plus UDP on
-127.0.0.1).
+transport with the OS default 208 KiB socket buffers), ``shm`` (shared memory, Fast DDS's
+default 512 KiB segment, plus UDP on 127.0.0.1), ``shm-16mib`` (the same with a 16 MiB
+segment).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ RECEIVERS = ("transport", "raw", "single")
 
 _UDP = """<transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type>
 <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>{buffers}</transport_descriptor>"""
-_SHM = """<transport_descriptor><transport_id>shm</transport_id><type>SHM</type></transport_descriptor>"""
+_SHM = """<transport_descriptor><transport_id>shm</transport_id><type>SHM</type>{segment}</transport_descriptor>"""
 _PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
 <dds xmlns="http://www.eprosima.com"><profiles><transport_descriptors>{descriptors}</transport_descriptors>
 <participant profile_name="bench" is_default_profile="true"><rtps><useBuiltinTransports>false</useBuiltinTransports>
@@ -62,10 +63,12 @@ def dds_variants(folder: pathlib.Path) -> dict[str, pathlib.Path]:
     from hpt_ros.ros.dds_config import fastdds_loopback_profile_path
 
     small = _PROFILE.format(descriptors=_UDP.format(buffers=""), ids="<transport_id>udp</transport_id>")
-    shm = _PROFILE.format(descriptors=_SHM + _UDP.format(buffers=""),
-                          ids="<transport_id>shm</transport_id><transport_id>udp</transport_id>")
+    ids = "<transport_id>shm</transport_id><transport_id>udp</transport_id>"
+    shm = _PROFILE.format(descriptors=_SHM.format(segment="") + _UDP.format(buffers=""), ids=ids)
+    shm_big = _PROFILE.format(descriptors=_SHM.format(segment="<segment_size>16777216</segment_size>")
+                              + _UDP.format(buffers=""), ids=ids)
     out = {"package": fastdds_loopback_profile_path()}
-    for name, text in (("udp-small-buffers", small), ("shm", shm)):
+    for name, text in (("udp-small-buffers", small), ("shm", shm), ("shm-16mib", shm_big)):
         path = folder / f"{name}.xml"
         path.write_text(text)
         out[name] = path
