@@ -1,12 +1,15 @@
 """The ``rclpy`` transport: a thin adapter from the transport interface to a real ROS 2 node.
 
 Tested on real rclpy (the wheels of Jazzy: rclpy 7.1 on Fast DDS 2.14, and of Kilted:
-rclpy 9.1 on Fast DDS 3.2); written for Humble and later. This is the only module of the package that imports rclpy, and it does so
-inside functions, so importing it never needs ROS 2.
+rclpy 9.1 on Fast DDS 3.2); written for Humble and later. This is the only module of the
+package that imports rclpy, and it does so inside functions, so importing it never needs
+ROS 2.
 
 Mapping:
 
-* one ``rclpy.node.Node``; constructor ``parameters`` become parameter overrides, and
+* one ``rclpy.node.Node`` (``lifecycle=True``: an ``rclpy.lifecycle.LifecycleNode`` whose
+  transitions go to :meth:`RclpyTransport.set_lifecycle_handler`'s handler); constructor
+  ``parameters`` become parameter overrides, and
   :meth:`RclpyTransport.declare_parameter` declares with a ``ParameterDescriptor``
   carrying the description (``ros2 param describe`` shows it); ``--ros-args -p`` works;
 * QoS: :class:`~hpt_ros.ros.transport.QoSProfile` -> ``rclpy.qos.QoSProfile`` (keep-last,
