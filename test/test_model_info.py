@@ -78,3 +78,15 @@ def test_own_checkpoint_with_a_renamed_key_fails(tmp_path, capsys):
     status, out = run_info(folder, capsys)
     assert status == 1 and "missing key: trunk.trunk.blocks.0.attn.in_proj_weight" in out
     assert "made for robot spec: not recorded" in out  # built without a spec
+
+
+def test_info_shows_the_spec_the_model_was_made_for(tmp_path, capsys, franka_spec):
+    config = HPTConfig(embed_dim=32, num_blocks=1, num_heads=4, domain="franka_fr3", state_dim=8, action_dim=8,
+                       crossattn_heads=2, crossattn_dim_head=16, head_widths=(64, 32))
+    folder = save_checkpoint(tmp_path / "ckpt", HPTPolicy(config).eval(), {"spec_hash": "ab" * 32})
+    assert "made for robot spec: spec hash abababababababab only" in run_info(folder, capsys)[1]
+    folder = save_checkpoint(tmp_path / "with_spec", HPTPolicy(config).eval(), spec=franka_spec)
+    out = run_info(folder, capsys)[1]
+    assert f"made for robot spec: franka_fr3 (hash {franka_spec.spec_hash[:16]})" in out
+    assert "views: 0=wrist_camera, 1=third_person_camera" in out and "state joints: fr3_joint1, fr3_joint2" in out
+    assert "action: joint_position x 8" in out and "normaliser source: identity (never set)" in out

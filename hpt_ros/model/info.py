@@ -105,13 +105,15 @@ def _describe_own(folder: Path) -> list[str]:
         f"bn_folded {encoder.get('bn_folded')}, image_size {encoder.get('image_size')})"
     )  # fmt: skip
     lines.append(f"normaliser source: {(meta.get('normalizer') or {}).get('source', 'not recorded')}")
-    lines += _spec_lines(meta.get("robot_spec"))
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    lines += _spec_lines(meta.get("robot_spec"), extra.get("spec_hash"))
     return lines
 
 
-def _spec_lines(fields: object) -> list[str]:
+def _spec_lines(fields: object, recorded_hash: object = None) -> list[str]:
     if not isinstance(fields, dict):
-        return ["made for robot spec: not recorded (joint order, views and action layout cannot be checked)"]
+        known = f"spec hash {str(recorded_hash)[:16]} only" if recorded_hash else "not recorded"
+        return [f"made for robot spec: {known} (joint order, views and action layout cannot be checked)"]
     action = fields.get("action") or {}
     views = ", ".join(f"{v.get('view')}={v.get('sensor')}" for v in fields.get("views") or [])
     joints = [j for s in fields.get("state") or [] for j in s.get("joints", [])]
