@@ -76,6 +76,10 @@ class HPTConfig:
     normalize_state: bool = True
     image_size: int = 224
     token_postprocessing: str = "mean"  # one of TOKEN_POOLINGS
+    #: standardise image features per token and channel with statistics fitted on the training data
+    #: (not in upstream HPT; off for upstream models): with a random-weight encoder the common part
+    #: of every frame's features drowns what differs between frames (where the objects are)
+    image_feature_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("image_mlp_widths", "state_mlp_widths", "head_widths"):

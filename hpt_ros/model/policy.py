@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,6 +114,10 @@ class HPTPolicy(nn.Module):
         self.register_buffer(
             "trunk_posemb", sinusoid_table(c.num_trunk_tokens, c.embed_dim), persistent=False
         )
+        if c.image_feature_norm:
+            tokens = c.num_views * c.image_tokens_per_view
+            self.register_buffer("image_feature_mean", torch.zeros(tokens, c.image_feature_dim))
+            self.register_buffer("image_feature_std", torch.ones(tokens, c.image_feature_dim))
         self.register_module("encoder", encoder)
         #: the robot spec fields this model was made for (``hpt_ros.spec.compat.model_fields``); None: unknown
         self.spec_fields: dict[str, Any] | None = None
@@ -141,6 +146,25 @@ class HPTPolicy(nn.Module):
     @property
     def state_normalizer(self) -> LimitsNormalizer:
         return self.normalizer[self.config.domain].state  # type: ignore[union-attr,return-value]
+
+    @torch.no_grad()
+    def set_image_feature_stats(self, mean: Any, std: Any, floor: float = 0.1) -> None:
+        """Fit the image-feature standardisation: ``mean``/``std`` [V * 49, 512] of the training features.
+
+        Each std is raised to at least ``floor`` x the mean std, so a channel that never varies
+        in the training data cannot turn noise into a large input.
+        """
+        if not self.config.image_feature_norm:
+            raise ValueError("this policy was built without image_feature_norm")
+        mean_t = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+        std_t = torch.as_tensor(np.asarray(std), dtype=torch.float32)
+        if mean_t.shape != self.image_feature_mean.shape or std_t.shape != self.image_feature_std.shape:
+            raise ValueError(f"image feature stats must be {tuple(self.image_feature_mean.shape)}, "
+                             f"got {tuple(mean_t.shape)} and {tuple(std_t.shape)}")
+        if not (torch.isfinite(mean_t).all() and torch.isfinite(std_t).all()):
+            raise ValueError("image feature stats must be finite")
+        self.image_feature_mean.copy_(mean_t)
+        self.image_feature_std.copy_(torch.clamp(std_t, min=float(floor) * float(std_t.mean()) + 1e-6))
 
     def reset_parameters(self) -> None:
         """Upstream's final init: xavier-uniform Linear weights, zero biases, unit LayerNorms.
@@ -198,6 +222,8 @@ class HPTPolicy(nn.Module):
 
         state_norm = self.state_normalizer.normalize(state) if c.normalize_state else state
         image_tokens_in = image_features.reshape(batch, -1, c.image_feature_dim)  # row v*49+n
+        if c.image_feature_norm:
+            image_tokens_in = (image_tokens_in - self.image_feature_mean) / self.image_feature_std
         image_context = self.image_stem.embed(image_tokens_in)
         state_context = self.state_stem.embed(state_norm[:, None, :])
         image_tokens = self.image_stem.compress(image_context)

@@ -76,6 +76,11 @@ def build_parser(prog: str = "hpt-ros train") -> argparse.ArgumentParser:
     opt.add_argument("--drop-path", type=float, default=_D.drop_path, help="trunk stochastic depth (when trained)")
     opt.add_argument("--loss-beta", type=float, default=_D.loss_beta, help="smooth-L1 beta")
     opt.add_argument("--grad-clip", type=float, default=_D.grad_clip, help="max gradient norm; 0: off")
+    opt.add_argument("--image-feature-norm", action="store_true",
+                     help="standardise image features per token and channel (fitted on the training split; "
+                          "helps a random-weight encoder's features count)")
+    opt.add_argument("--state-noise", type=float, default=_D.state_noise,
+                     help="Gaussian noise on the training states, in units of each dimension's std (0: off)")
 
     data = p.add_argument_group("data")
     data.add_argument("--val-fraction", type=float, default=_D.val_fraction, help="episodes held out for validation")
@@ -113,7 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         freeze_trunk=args.freeze_trunk, steps=args.steps, batch_size=args.batch_size, lr=args.lr, eps=args.eps,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, warmup_init_lr=args.warmup_init_lr,
         eta_min=args.eta_min, t_max=args.t_max, nontrunk_lr_scale=args.nontrunk_lr_scale, drop_path=args.drop_path,
-        loss_beta=args.loss_beta, grad_clip=args.grad_clip, val_fraction=args.val_fraction, seed=args.seed,
+        loss_beta=args.loss_beta, grad_clip=args.grad_clip, image_feature_norm=args.image_feature_norm,
+        state_noise=args.state_noise, val_fraction=args.val_fraction, seed=args.seed,
         only_success=args.only_success, rate_hz=args.rate_hz, action_topic=args.action_topic,
         action_type=args.action_type, gripper_topic=args.gripper_topic, feature_dtype=args.feature_dtype,
         cache_dir=args.cache_dir, encoder_batch=args.encoder_batch, val_every=args.val_every,

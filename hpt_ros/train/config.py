@@ -63,6 +63,8 @@ class TrainConfig:
     drop_path: float = 0.1
     loss_beta: float = 0.05
     grad_clip: float = 0.0  # 0: off (upstream does not clip)
+    image_feature_norm: bool = False  # standardise image features (HPTConfig.image_feature_norm)
+    state_noise: float = 0.0  # Gaussian noise on training states, in units of each dimension's std
     # data
     val_fraction: float = 0.1
     seed: int = 0

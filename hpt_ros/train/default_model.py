@@ -11,7 +11,11 @@
    (embed 64, 2 blocks, 4 heads) trained from scratch (no pretrained trunk can be
    downloaded offline; pass ``--trunk`` to fine-tune one), a seeded random-init ResNet-18
    (``--vision-weights`` for ImageNet weights): its 7x7 feature maps still locate the
-   treat to about a centimetre, which is what the task needs.
+   treat to about a centimetre, which is what the task needs, once they are standardised
+   per token and channel (``--image-feature-norm`` of ``hpt-ros train``; without it the
+   policy ignores the cameras and reaches for the average treat position). Small noise on
+   the training states (``--state-noise``) keeps it from reading the treat's place off
+   the arm's own pose alone.
 3. Writes the final checkpoint (``hpt.yaml`` + ``model.safetensors``) to ``--out`` with
    ``summary.yaml`` and ``loss_curve.png`` beside it.
 4. With ``--evaluate N``: the untrained model (the same run with 0 steps: normaliser
@@ -66,7 +70,8 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        size: str = "tiny", trunk: str | None = None, vision_weights: str | None = None,
                        steps: int = 6000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
                        width: int = 224, height: int = 224, camera_rate_hz: float = 15.0, work: str | None = None,
-                       threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000) -> Path:
+                       threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000,
+                       image_feature_norm: bool = True, state_noise: float = 0.05) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
@@ -95,7 +100,8 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                              random_vision=vision_weights is None, steps=steps, batch_size=batch_size, lr=lr,
                              warmup_steps=min(100, steps // 10), val_every=max(steps // 20, 1),
                              save_every=steps, seed=seed, cache_dir=str(work_dir / "cache"), export_onnx=False,
-                             threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype)
+                             threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype,
+                             image_feature_norm=image_feature_norm, state_noise=state_noise)
         shutil.rmtree(work_dir / "run", ignore_errors=True)
         result = trainer.run_training(config)
         shutil.rmtree(out, ignore_errors=True)
@@ -165,6 +171,10 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--camera-rate-hz", type=float, default=15.0)
     parser.add_argument("--work", default=None, help="keep the episodes, cache and run here (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-image-feature-norm", action="store_true",
+                        help="feed the stems the raw ResNet features (upstream HPT)")
+    parser.add_argument("--state-noise", type=float, default=0.05,
+                        help="Gaussian noise on training states, in units of each dimension's std")
     parser.add_argument("--evaluate", type=int, default=0, metavar="N",
                         help="then sim-eval the expert, the model and the untrained model on N held-out scenes")
     parser.add_argument("--eval-seed", type=int, default=1000, help="scene seed of the held-out scenes")
@@ -181,7 +191,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               encoder_dtype=args.encoder_dtype, width=args.width, height=args.height,
                               camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
-                              evaluate=args.evaluate, eval_seed=args.eval_seed)
+                              evaluate=args.evaluate, eval_seed=args.eval_seed,
+                              image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise)
     print(f"default model written to {path}")
     return 0
 

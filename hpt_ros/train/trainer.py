@@ -308,7 +308,8 @@ def _build_policy(spec: Any, config: TrainConfig) -> tuple[Any, TrunkProvenance 
         if size == "tiny":
             width, depth, heads = TINY_SIZE[0], TINY_SIZE[1], config.num_heads or TINY_SIZE[2]
     hpt_config = config_for_spec(spec, "small").replace(embed_dim=width, num_blocks=depth, num_heads=heads,
-                                                       drop_path=float(config.drop_path))
+                                                       drop_path=float(config.drop_path),
+                                                       image_feature_norm=bool(config.image_feature_norm))
     if config.vision_weights:
         encoder = ImageEncoder(config.vision_weights, image_size=hpt_config.image_size)
     elif config.random_vision:
@@ -345,6 +346,24 @@ def _fit_normalizer(policy: Any, train: Any) -> None:
         stats = fitted.input_stats
         target.set_limits(stats.min.numpy(), stats.max.numpy(), mean=stats.mean.numpy(), std=stats.std.numpy())
     policy.normalizer_source = f"training data (min/max of {len(states)} training samples)"
+
+
+def _fit_image_feature_norm(policy: Any, train: Any, chunk: int = 512) -> None:
+    """Per-view, per-token, per-channel mean and std of the training split's image features."""
+    views = train.frame_index.shape[1]
+    tokens, dim = train.features.shape[1:]
+    mean = np.zeros((views, tokens, dim))
+    std = np.ones((views, tokens, dim))
+    for v in range(views):
+        rows = np.unique(train.frame_index[:, v])
+        total, total_sq = np.zeros((tokens, dim)), np.zeros((tokens, dim))
+        for start in range(0, len(rows), chunk):  # float64 sums, a chunk of frames at a time
+            block = train.features[rows[start:start + chunk]].astype(np.float64)
+            total += block.sum(0)
+            total_sq += (block * block).sum(0)
+        mean[v] = total / max(len(rows), 1)
+        std[v] = np.sqrt(np.maximum(total_sq / max(len(rows), 1) - mean[v] ** 2, 0.0))
+    policy.set_image_feature_stats(mean.reshape(views * tokens, dim), std.reshape(views * tokens, dim))
 
 
 def _frame_size(episodes: list[Any]) -> tuple[int, int]:
@@ -467,6 +486,10 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
     # -- normaliser (fitted on the training split; a resumed run keeps the checkpoint's)
     if not resume:
         _fit_normalizer(policy, train_set)
+        if config.image_feature_norm:
+            _fit_image_feature_norm(policy, train_set)
+    # state noise in units of each state dimension's spread in the training split
+    state_noise_scale = torch.from_numpy(train_set.states.std(0).astype(np.float32) * float(config.state_noise))
     mean_action = train_set.all_actions.mean(0).astype(np.float32)
 
     # -- what is trained
@@ -571,6 +594,8 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             feats, state_batch, target = (t.to(device, non_blocking=True) for t in train_set.batch(order(step)))
+            if config.state_noise > 0:
+                state_batch = state_batch + torch.randn_like(state_batch) * state_noise_scale.to(device)
             pred = policy.forward_features(feats, state_batch)
             loss = chunk_loss(norm, pred, target, config.loss_beta)
             optimizer.zero_grad(set_to_none=True)
