@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import require_module
 from igmp import non_loopback_groups
 from ros_venvs import DISTRIBUTIONS, ROOT, ros_python
 
-pytest.importorskip("cyclonedds")
+require_module("cyclonedds")  # a hard dependency: a failure under CI=true, not a skip
 
 from hpt_ros.ros.dds import DdsTransport  # noqa: E402
 from hpt_ros.ros.dds_config import ensure_dds_config  # noqa: E402
