@@ -80,3 +80,25 @@ def test_the_noise_is_seeded_and_the_input_checked() -> None:
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     with pytest.raises(ValueError, match="7 arm joints and the finger"):
         _expert(0).next_target(np.zeros(7), np.zeros(3), (0.4, 0.3))
+
+
+def test_a_rough_line_up_is_corrected_on_the_way_down() -> None:
+    from hpt_ros.sim.kinematics import TCP_INDEX, forward_kinematics
+
+    sim = FeedDogSim(seed=21, episode=3)
+    expert = _expert(3, approach_error=0.04)
+    offset = expert._approach_offset[:2].copy()
+    assert 0.0 < np.linalg.norm(offset) <= 0.04
+    at_phase_end: dict[str, np.ndarray] = {}
+
+    def watch(k, sim, expert):
+        tcp = forward_kinematics(sim.joint_positions()[:7])[TCP_INDEX][:3, 3]
+        at_phase_end.setdefault(expert.phase, tcp)  # the first tick of each phase: where the last one ended
+
+    _run(sim, expert, 12.0, watch)
+    treat_xy = np.array(sim.layout.treat_xy)
+    lined_up, grasping = at_phase_end["descend"][:2], at_phase_end["grasp"][:2]
+    # it hovered where it lined up (off the treat by the offset), then closed over the treat itself
+    assert np.linalg.norm(lined_up - (treat_xy + offset)) < 0.015
+    assert np.linalg.norm(grasping - treat_xy) < 0.012 < np.linalg.norm(lined_up - treat_xy)
+    assert sim.success()

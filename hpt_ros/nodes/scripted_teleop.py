@@ -7,7 +7,8 @@
 Subscribes to the spec's JointState topic and the simulated treat's pose
 (``/fake_robot/treat_pose``: what a person would see) and, at the spec's control rate,
 follows :class:`~hpt_ros.sim.expert.FeedDogExpert` — pick the treat, carry it over the
-bowl, drop it, with recovery noise on the arm targets (``noise``, ``perturbation``) —
+bowl, drop it, with recovery noise on the arm targets (``noise``, ``perturbation``) and
+rough line-ups over the treat corrected on the way down (``approach_error``) —
 publishing what a person's teleop rig would: the spec's command (a one-point
 JointTrajectory on the command topic, or Float64MultiArray / JointState) and the gripper
 target (Float64MultiArray ``[finger]``) on the gripper topic.
@@ -62,6 +63,7 @@ class ScriptedTeleopNode:
         episode = int(p("episode", 0, "first episode index (the fake robot's)"))
         self.noise = float(p("noise", 0.01, "Gaussian noise on the arm targets [rad]"))
         self.perturbation = float(p("perturbation", 0.03, "occasional larger perturbations of the arm targets [rad]"))
+        self.approach_error = float(p("approach_error", 0.04, "how far off the treat it lines up before descending [m]"))
         rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
         self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
         self.follow_recorder = as_bool(p("follow_recorder", True, "move only while the recorder records"))
@@ -109,7 +111,7 @@ class ScriptedTeleopNode:
         return FeedDogExpert(lower, upper, velocity, rate_hz=self.rate_hz,
                              max_velocity_fraction=self.spec.safety.max_velocity_fraction,
                              rng=np.random.default_rng([self.seed, episode, 7]), noise=self.noise,
-                             perturbation=self.perturbation)
+                             perturbation=self.perturbation, approach_error=self.approach_error)
 
     # -- callbacks -----------------------------------------------------------------------------
     def _on_joint_state(self, msg: Any) -> None:
@@ -195,13 +197,17 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     parser.add_argument("--noise", type=float, default=0.01, help="noise on arm targets [rad] (default 0.01)")
     parser.add_argument("--perturbation", type=float, default=0.03,
                         help="occasional larger perturbations of the arm targets [rad] (default 0.03)")
+    parser.add_argument("--approach-error", type=float, default=0.04,
+                        help="how far off the treat it lines up before descending, corrected on the way down [m] "
+                             "(default 0.04)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="command rate (default: the spec's)")
     parser.add_argument("--no-follow-recorder", action="store_true",
                         help="move even while a teleop recorder is running but not recording")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     args = parser.parse_args(argv)
     parameters = {"robot_config": args.robot, "task": args.task, "seed": args.seed, "episode": args.episode,
-                  "noise": args.noise, "perturbation": args.perturbation, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
+                  "noise": args.noise, "perturbation": args.perturbation, "approach_error": args.approach_error,
+                  "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
     return run_node(ScriptedTeleopNode, "dds", "scripted_teleop", parameters=parameters, duration_s=args.duration)
 
 

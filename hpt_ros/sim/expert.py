@@ -18,7 +18,11 @@ Recovery data (DART-style): with ``noise`` > 0 the published arm targets carry G
 noise [rad] and, in a few random ticks, a larger ``perturbation`` that the arm follows;
 the reference itself stays clean, so the next targets are the expert's correction from
 wherever the noise pushed the arm. A policy trained on these sees off-path states
-paired with the way back.
+paired with the way back. With ``approach_error`` > 0 it lines up over the treat only
+roughly (an offset of up to that many metres, in a random direction, drawn each time it
+approaches) and corrects on the way down, as the wrist camera would show a person: the
+descent ends over the treat itself, so the data pairs low, off-centre views of the treat
+with the move that centres it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class FeedDogExpert:
         grasp_height: float = 0.022,
         carry_height: float = 0.16,
         release_height: float = 0.09,
+        approach_error: float = 0.0,
     ) -> None:
         self.lower = np.asarray(lower, dtype=np.float64).reshape(8)
         self.upper = np.asarray(upper, dtype=np.float64).reshape(8)
@@ -69,6 +74,7 @@ class FeedDogExpert:
         self.grasp_height = float(grasp_height)
         self.carry_height = float(carry_height)
         self.release_height = float(release_height)
+        self.approach_error = float(approach_error)
         self.reset()
 
     def reset(self) -> None:
@@ -78,6 +84,15 @@ class FeedDogExpert:
         self._finger = FINGER_OPEN
         self._phase_ticks = 0
         self.regrasps = 0
+        self._approach_offset = self._draw_offset()
+
+    def _draw_offset(self) -> NDArray[np.float64]:
+        """Where the next approach lines up, relative to the treat [m] (uniform on a disc)."""
+        if self.approach_error <= 0:
+            return np.zeros(3)
+        angle = self.rng.uniform(-np.pi, np.pi)
+        radius = self.approach_error * np.sqrt(self.rng.uniform())
+        return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
 
     @property
     def done(self) -> bool:
@@ -86,7 +101,7 @@ class FeedDogExpert:
     def _goal(self, treat: NDArray[np.float64], bowl_xy: Sequence[float]) -> NDArray[np.float64]:
         bowl = np.array([bowl_xy[0], bowl_xy[1], 0.0])
         if self.phase == "approach":
-            return np.array([treat[0], treat[1], self.hover_height])
+            return np.array([treat[0], treat[1], self.hover_height]) + self._approach_offset
         if self.phase in ("descend", "grasp"):
             return np.array([treat[0], treat[1], self.grasp_height])
         if self.phase == "lift":
@@ -113,6 +128,8 @@ class FeedDogExpert:
             nxt, self.regrasps = "approach", self.regrasps + 1
         if nxt is not None:
             self.phase, self._phase_ticks = nxt, 0
+            if nxt == "approach":
+                self._approach_offset = self._draw_offset()
 
     def next_target(self, positions: ArrayLike, treat: ArrayLike, bowl_xy: Sequence[float]) -> NDArray[np.float64]:
         """The next target (8,) from the measured ``positions`` (7 arm joints + finger), the treat and the bowl."""
@@ -146,8 +163,8 @@ class FeedDogExpert:
         self._finger += float(np.clip(want - self._finger, -self.max_step[7], self.max_step[7]))
 
         arm = self._ref_q.copy()
-        # like a careful operator, it shakes less with the fingers at the treat
-        care = 0.25 if self.phase in ("descend", "grasp", "lift") else 1.0
+        # like a careful operator, it shakes less with the fingers at the treat or opening over the bowl
+        care = 0.25 if self.phase in ("descend", "grasp", "lift", "release") else 1.0
         if self.noise > 0:
             arm = arm + self.rng.normal(0.0, care * self.noise, 7)
         if self.perturbation > 0 and self.rng.random() < 0.03:

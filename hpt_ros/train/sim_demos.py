@@ -44,6 +44,7 @@ def record_sim_episodes(
     joint_state_rate_hz: float = 100.0,
     noise: float = 0.01,
     perturbation: float = 0.03,
+    approach_error: float = 0.04,
     task: str = "feed_dog",
     start_time: float = 1.7e9,
     quiet: bool = True,
@@ -70,7 +71,8 @@ def record_sim_episodes(
                                                "joint_state_rate_hz": joint_state_rate_hz},
                                 start_time=start_time, record=False)
         FakeRobot(world, spec)
-        ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise, "perturbation": perturbation}), spec)
+        ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise, "perturbation": perturbation,
+                                                                "approach_error": approach_error}), spec)
         recorder = TeleopRecorder(world.sibling("teleop_recorder", {
             "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
             "reset_robot": True, "keyboard": False, "fsync": False, "min_free_gb": 0.01, "status_period_s": 0,
