@@ -53,10 +53,11 @@ setup(
         "mujoco>=3.2",  # the simulated robot (physics and headless rendering)
         "pyarrow>=14",  # LeRobotDataset v3 parquet files (export-lerobot / import-lerobot)
         "av>=14",  # LeRobotDataset v3 videos (PyAV: AV1 / H.264)
+        "foxglove-sdk>=0.30,<0.31",  # the live view (Foxglove WebSocket server)
         "setuptools",
     ],
     extras_require={
-        "dev": ["pytest>=7", "colcon-common-extensions>=0.3"],
+        "dev": ["pytest>=7", "colcon-common-extensions>=0.3", "websockets>=13"],  # websockets: the view's test client
         "hub": ["huggingface_hub>=0.20"],
     },
     zip_safe=False,

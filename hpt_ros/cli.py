@@ -59,6 +59,8 @@ _SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("eval", "replay-evaluate a policy on recorded bags", "hpt_ros.evaluate.cli"),
     ("sim-eval", "closed-loop success rate of a policy on the simulated robot", "hpt_ros.evaluate.sim_eval"),
     ("train", "fine-tune stems and head over a pretrained HPT trunk", "hpt_ros.train.cli"),
+    ("view", "live view in Foxglove: the DDS graph's cameras, joints, commands, chunks, safety, diagnostics",
+     "hpt_ros.view.cli"),
     ("export-lerobot", "write rosbag2 episodes as a LeRobotDataset v3.0", "hpt_ros.data.lerobot_export"),
     ("import-lerobot", "write a LeRobotDataset v3.0 as rosbag2 episodes", "hpt_ros.data.lerobot_import"),
 ]

@@ -11,7 +11,8 @@ judged by the physics) or at ``max_seconds`` (failure).
 
 Writes ``metrics.json`` (success rate with its 95 % Wilson interval, time to success,
 safety events, per episode and overall), ``report.md`` and, per episode, a video of the
-third-person camera with the outcome written on the frames (``videos/``).
+third-person camera with the outcome written on the frames (``videos/``). ``--view`` serves
+each episode live in Foxglove while it runs (``hpt_ros.view``, on the simulated clock).
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ EXPERT = "expert"
 def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: str = "feed_dog",
                     max_seconds: float = 15.0, settle_s: float = 1.0, width: int = 224, height: int = 224,
                     camera_rate_hz: float = 15.0, video_path: Path | None = None, gif_path: Path | None = None,
-                    start_time: float = 1.7e9) -> SimEpisode:
+                    start_time: float = 1.7e9, view: Any = None) -> SimEpisode:
     """One episode of ``engine`` on the simulated robot; writes ``video_path`` (mp4) if given, and
-    ``gif_path`` (a GIF of the same frames) if given and the episode succeeded.
+    ``gif_path`` (a GIF of the same frames) if given and the episode succeeded. ``view``: a
+    ``FoxgloveView`` that serves the episode live (on the simulated clock).
 
     ``engine``: an ``Engine`` run by the policy node, or ``EXPERT``: the scripted teleoperator
     node (with its recording noise) drives the robot instead, for the teacher's own rate.
@@ -98,6 +100,9 @@ def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: st
     else:
         node = PolicyNode(world.sibling("policy_node", {"auto_enable": True}), spec, engine=engine)
     watcher = world.sibling("sim_eval")
+    viewer = world.sibling("foxglove_view") if view is not None else None
+    if view is not None:
+        view.attach(viewer)
     frames: list[np.ndarray] = []
     third = spec.image_sensors[1].topic if len(spec.image_sensors) > 1 else spec.image_sensors[0].topic
     if video_path is not None:
@@ -145,8 +150,9 @@ def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: st
         if result.success and gif_path is not None:
             write_gif(gif_path, frames[::2], camera_rate_hz / 2)
     result.wall_s = round(time.perf_counter() - started, 2)
-    for t in (watcher, node.transport, world):
-        t.shutdown()
+    for t in (watcher, viewer, node.transport, world):
+        if t is not None:
+            t.shutdown()
     return result
 
 
@@ -220,8 +226,12 @@ def _summary(episodes: list[SimEpisode]) -> dict[str, Any]:
 def sim_evaluate(model: str | None, *, episodes: int, seed: int, out: str | Path, robot: str = "franka_fr3",
                  task: str = "feed_dog", max_seconds: float = 15.0, engine: Any = None, backend: str | None = None,
                  precision: str | None = None, videos: bool = True, width: int = 224, height: int = 224,
-                 camera_rate_hz: float = 15.0, progress: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """Run ``episodes`` closed-loop episodes (scenes ``(seed, 0..episodes-1)``); write and return the metrics."""
+                 camera_rate_hz: float = 15.0, progress: bool = True, threads: int | None = None,
+                 view: Any = None) -> dict[str, Any]:
+    """Run ``episodes`` closed-loop episodes (scenes ``(seed, 0..episodes-1)``); write and return the metrics.
+
+    ``view`` (``hpt_ros.view.ViewOptions``): serve every episode live in Foxglove while it runs.
+    """
     from tqdm import tqdm
 
     from hpt_ros.evaluate.metrics import json_safe
@@ -253,18 +263,25 @@ def sim_evaluate(model: str | None, *, episodes: int, seed: int, out: str | Path
     gif = out / "success.gif"
     gif.unlink(missing_ok=True)
     bar = tqdm(range(episodes), desc="sim-eval", unit="episode", disable=not progress)
+    foxglove_view = None
+    if view is not None:
+        from hpt_ros.view.bridge import FoxgloveView
+
+        foxglove_view = FoxgloveView(spec, host=view.host, port=view.port, name="hpt_ros_sim_eval")
     try:
         for k in bar:
             video = out / "videos" / f"episode_{k:04d}.mp4" if videos else None
             r = run_sim_episode(spec, engine, seed=seed, episode=k, task=task, max_seconds=max_seconds,
                                 width=width, height=height, camera_rate_hz=camera_rate_hz, video_path=video,
-                                gif_path=None if gif.exists() else gif)
+                                gif_path=None if gif.exists() else gif, view=foxglove_view)
             results.append(r)
             wins = sum(e.success for e in results)
             bar.set_postfix(success=f"{wins}/{len(results)}")
     finally:
         for q, level in zip(quiet, levels):
             q.setLevel(level)
+        if foxglove_view is not None:
+            foxglove_view.close()
     metrics = {
         "model": str(model) if model else "default",
         "engine": engine.describe() if hasattr(engine, "describe") else ("scripted expert (teleop node, recording "
@@ -298,12 +315,16 @@ def cli(argv: Sequence[str], prog: str = "hpt-ros sim-eval") -> int:
     parser.add_argument("--precision", default="", choices=["", "fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
     parser.add_argument("--no-video", action="store_true", help="skip the per-episode videos")
+    from hpt_ros.view.options import add_view_arguments, view_options
+
+    add_view_arguments(parser)
     args = parser.parse_args(list(argv))
     if args.episodes < 1:
         parser.error("--episodes must be at least 1")
     metrics = sim_evaluate(args.model or None, episodes=args.episodes, seed=args.seed, out=args.out,
                            robot=args.robot, max_seconds=args.max_seconds, backend=args.engine or None,
-                           precision=args.precision or None, videos=not args.no_video, threads=args.threads)
+                           precision=args.precision or None, videos=not args.no_video, threads=args.threads,
+                           view=view_options(args))
     o = metrics["overall"]
     low, high = o["success_rate_ci95"]
     print(f"success {o['successes']}/{o['episodes']} = {o['success_rate']:.0%} (95 % CI {low:.0%}-{high:.0%}); "

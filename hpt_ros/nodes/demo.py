@@ -7,7 +7,7 @@ treat position), enables motion, watches the physics' verdict on
 safety event: no command may follow). It prints what a person wants to know: the
 success rate, the control rate reached, the inference latency and the safety events,
 and writes a video of the third-person camera per episode (and a GIF of the first
-success) into ``--out``.
+success) into ``--out``. ``--view`` serves the graph live in Foxglove (``hpt_ros.view``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hpt_ros.view.options import add_view_arguments, view_options
 
 __all__ = ["cli", "DEFAULT_MODEL_NAME", "default_model_path"]
 
@@ -79,7 +81,9 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
     parser.add_argument("--seed", type=int, default=1000, help="scene seed (default 1000: not the training scenes)")
     parser.add_argument("--max-seconds", type=float, default=15.0, help="time limit per episode [s]")
     parser.add_argument("--out", default="demo_output", help="videos and summary.json go here")
+    add_view_arguments(parser)
     args = parser.parse_args(argv)
+    view = view_options(args)
 
     import tempfile
 
@@ -112,6 +116,13 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
                      *(["--precision", args.precision] if args.precision else [])], "policy_node", env)
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
     monitor = make_transport("dds", "demo_monitor")
+    foxglove_view = None
+    if view is not None:  # the monitor sees the whole graph: the view subscribes beside it
+        from hpt_ros.view.bridge import FoxgloveView
+
+        foxglove_view = FoxgloveView(spec, host=view.host, port=view.port, name="hpt_ros_demo")
+        foxglove_view.attach(monitor)
+        print(f"live view: open {foxglove_view.url} in Foxglove")
     command_times: list[float] = []
     diagnostics: dict[str, str] = {}
     status: dict[str, Any] = {}
@@ -232,6 +243,8 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
         code = 130
     finally:
         monitor.shutdown()
+        if foxglove_view is not None:
+            foxglove_view.close()
         for proc in (policy, robot):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

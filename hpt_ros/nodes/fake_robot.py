@@ -1,7 +1,7 @@
 """fake_robot: a simulated Franka in MuJoCo feeding a dog (what franka_ros2 calls fake hardware).
 
     ros2 run hpt_ros fake_robot --ros-args -p robot_config:=franka_fr3
-    hpt-ros fake-robot --robot franka_fr3 [--components arm|cameras|all]
+    hpt-ros fake-robot --robot franka_fr3 [--components arm|cameras|all] [--view]
 
 Two components, in one process by default:
 
@@ -35,6 +35,7 @@ from hpt_ros.nodes.runner import run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, Transport
 from hpt_ros.spec import RobotSpec, load_spec
+from hpt_ros.view.options import add_view_arguments, view_options
 
 __all__ = ["FakeRobot", "RESET_TOPIC", "TASK_STATUS_TOPIC", "TREAT_POSE_TOPIC", "cli", "load_task", "main"]
 
@@ -271,9 +272,10 @@ def cli(argv: list[str], prog: str = "hpt-ros fake-robot") -> int:
     parser.add_argument("--width", type=int, default=224)
     parser.add_argument("--height", type=int, default=224)
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_view_arguments(parser)
     args = parser.parse_args(argv)
     parameters = {"robot_config": args.robot, "components": args.components, "task": args.task, "seed": args.seed,
                   "episode": args.episode, "joint_state_rate_hz": args.joint_state_rate_hz,
                   "camera_rate_hz": args.camera_rate_hz, "width": args.width, "height": args.height}
     name = "fake_robot" if args.components == "all" else f"fake_robot_{args.components}"
-    return run_node(FakeRobot, "dds", name, parameters=parameters, duration_s=args.duration)
+    return run_node(FakeRobot, "dds", name, parameters=parameters, duration_s=args.duration, view=view_options(args))

@@ -2,6 +2,7 @@
 
     ros2 run hpt_ros policy_node --ros-args -p robot_config:=franka_fr3 -p model:=/path/to/checkpoint
     hpt-ros policy --robot franka_fr3 --model /path/to/checkpoint        # pure pip, over DDS
+    hpt-ros policy ... --view                                            # and a live view in Foxglove
 
 Parameters: ``robot_config`` (a spec path or a shipped name), ``model`` (checkpoint dir
 or ``.onnx``; empty: the package's default model), ``rate_hz`` (0 keeps the spec's),
@@ -29,10 +30,13 @@ from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
 from hpt_ros.runtime import PolicyRuntime, SensorDataError, TickResult
 from hpt_ros.spec import RobotSpec, load_spec
+from hpt_ros.view.options import add_view_arguments, view_options
 
-__all__ = ["PolicyNode", "cli", "main", "DIAGNOSTICS_TOPIC"]
+__all__ = ["PolicyNode", "cli", "main", "DIAGNOSTICS_TOPIC", "PREDICTED_CHUNK_TOPIC"]
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
+#: every chunk the engine predicts (std_msgs/Float64MultiArray, layout [horizon, action joint]), for viewers
+PREDICTED_CHUNK_TOPIC = "/hpt/predicted_chunk"
 _LEVEL_OK, _LEVEL_WARN, _LEVEL_ERROR = 0, 1, 2
 
 
@@ -67,6 +71,7 @@ class PolicyNode:
             transport.create_publisher(action.gripper.topic, action.gripper.type, QOS_DEFAULT) if action.gripper else None
         )
         self._diagnostics_pub = transport.create_publisher(DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray")
+        self._chunk_pub = transport.create_publisher(PREDICTED_CHUNK_TOPIC, "std_msgs/msg/Float64MultiArray")
         self._arm_index = np.array([action.joints.index(j) for j in action.arm_joints], dtype=np.intp)
         self._gripper_index = action.joints.index(action.gripper.joint) if action.gripper else None
 
@@ -125,6 +130,14 @@ class PolicyNode:
         self.last_result = result
         if result.command is not None:
             self._publish_command(result.command, result.time)
+        if result.predicted is not None and np.isfinite(result.predicted).all():
+            chunk = self.transport.new_message("std_msgs/msg/Float64MultiArray")
+            horizon, width = result.predicted.shape
+            joints = self.spec.action.joints
+            label = ",".join(joints) if len(joints) == width else "action"  # the columns, named for viewers
+            messages.fill_float64_multi_array(chunk, result.predicted, topic=PREDICTED_CHUNK_TOPIC,
+                                              dims=[("horizon", horizon), (label, width)])
+            self._chunk_pub.publish(chunk)
 
     def _publish_command(self, command: np.ndarray, stamp: float) -> None:
         spec, action, transport = self.spec, self.spec.action, self.transport
@@ -238,6 +251,7 @@ def build_arg_parser(prog: str = "hpt-ros policy") -> argparse.ArgumentParser:
     parser.add_argument("--allow-spec-mismatch", action="store_true",
                         help="run a model made for a robot spec with other joints, views or action layout")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    add_view_arguments(parser)
     return parser
 
 
@@ -247,4 +261,5 @@ def cli(argv: list[str], prog: str = "hpt-ros policy") -> int:
     parameters = {"robot_config": args.robot, "model": args.model, "engine": args.engine,
                   "precision": args.precision, "rate_hz": args.rate_hz, "auto_enable": args.enable,
                   "allow_spec_mismatch": args.allow_spec_mismatch}
-    return run_node(PolicyNode, "dds", "policy_node", parameters=parameters, duration_s=args.duration)
+    return run_node(PolicyNode, "dds", "policy_node", parameters=parameters, duration_s=args.duration,
+                    view=view_options(args))

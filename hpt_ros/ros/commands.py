@@ -71,10 +71,28 @@ def fill_joint_trajectory(msg: Any, joint_names: Sequence[str], positions: Any, 
     return msg
 
 
-def fill_float64_multi_array(msg: Any, values: Any, topic: str = "<unknown>") -> Any:
-    """std_msgs/Float64MultiArray with ``values`` as data (layout left empty, as
-    forward_command_controller expects)."""
-    set_number_array(msg, "data", _finite_vector(values, None, "data", "std_msgs/msg/Float64MultiArray", topic))
+def fill_float64_multi_array(msg: Any, values: Any, topic: str = "<unknown>",
+                             dims: Sequence[tuple[str, int]] | None = None) -> Any:
+    """std_msgs/Float64MultiArray with ``values`` (flattened, row-major) as data.
+
+    The layout stays empty (as forward_command_controller expects) unless ``dims`` gives
+    ``(label, size)`` per dimension, outermost first; their sizes must multiply to the length.
+    """
+    msg_type = "std_msgs/msg/Float64MultiArray"
+    data = _finite_vector(values, None, "data", msg_type, topic)
+    set_number_array(msg, "data", data)
+    if dims:
+        sizes = [int(size) for _, size in dims]
+        if int(np.prod(sizes)) != data.size:
+            raise MessageConversionError(topic, msg_type, f"layout {list(dims)} holds {int(np.prod(sizes))} "
+                                         f"values, data has {data.size}")  # fmt: skip
+        built, stride = [], data.size
+        for label, size in dims:
+            dim = new_element(msg.layout, "dim")
+            dim.label, dim.size, dim.stride = str(label), int(size), int(stride)
+            stride //= max(1, int(size))
+            built.append(dim)
+        msg.layout.dim = built
     return msg
 
 
