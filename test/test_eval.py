@@ -220,7 +220,8 @@ def assert_metrics_match(found: dict[str, Any], expected: dict[str, Any]) -> Non
 
 def without_timing(metrics: Any) -> Any:
     if isinstance(metrics, dict):
-        return {k: without_timing(v) for k, v in metrics.items() if k not in ("timing", "plot", "plots")}
+        return {k: without_timing(v) for k, v in metrics.items()
+                if k not in ("timing", "plot", "plots", "video", "video_frames")}
     if isinstance(metrics, list):
         return [without_timing(v) for v in metrics]
     return metrics
@@ -308,6 +309,41 @@ def test_outputs_a_person_reads(evaluation, work):
     assert timing["speed_x_realtime"] > 0 and timing["bag_duration_s"] == pytest.approx(7.0, abs=0.01)
     assert set(timing["breakdown_s"]) >= {"inference", "bag_read", "cdr_decode", "sensor_callbacks"}
     assert evaluation["setup"]["alignment"].startswith("The recorded action at a control tick is the latest")
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_every_episode_has_a_video_of_cameras_and_actions_linked_from_the_report(evaluation, work, bags):
+    out = work / "out"
+    report = (out / "report.md").read_text()
+    assert "## Videos" in report
+    for bag in bags.values():
+        entry = evaluation["episodes"][str(bag)]
+        video = entry["video"]
+        assert video == f"videos/{entry['name']}.mp4" and f"]({video})" in report
+        frames = decoded_frames(out / video)
+        assert len(frames) == entry["ticks"] == entry["video_frames"] == 52  # one frame per control tick
+        height, width = frames[0].shape[:2]
+        assert width >= 640 and height > 320  # the cameras' row (320 px) above the action plot
+        camera_row, plot = frames[0][:320], frames[0][320:]
+        assert camera_row[:, 20:].std() > 10  # a rendered scene, not a black tile
+        assert (plot > 240).mean() > 0.5  # a mostly white plot area
+        # the cursor moves: the plot part differs between the first and the last frame
+        assert np.abs(frames[-1][320:].astype(int) - plot.astype(int)).max() > 100
+
+
+def test_no_videos_flag_skips_them(spec, bags, checkpoint, engine, work):
+    metrics = evaluate_bags([bags["plain"]], spec, checkpoint, work / "out_no_videos", engine=engine,
+                            progress=False, plots=False, videos=False)
+    assert "video" not in metrics["episodes"][str(bags["plain"])]
+    assert not (work / "out_no_videos" / "videos").exists()
+    assert "## Videos" not in (work / "out_no_videos" / "report.md").read_text()
+    assert build_arg_parser().parse_args(["--bags", "b", "--robot", "r", "--out", "o", "--no-videos"]).no_videos
 
 
 # -- (b) a camera gap is held, not scored -----------------------------------------------------------------
@@ -402,7 +438,7 @@ def test_bare_mcap_and_sqlite3_bags_give_the_same_numbers(spec, bags, engine, wo
         for topic, _, t, raw in reader.messages():
             writer.write(connections[topic], t, bytes(raw))
     metrics = evaluate_bags([bare, sqlite], spec, "tiny-engine", work / "out_formats", engine=engine, plots=False,
-                            progress=False)
+                            videos=False, progress=False)
     reference = without_timing(evaluation["episodes"][str(source)])
     for bag, storage in ((bare, "mcap"), (sqlite, "sqlite3")):
         entry = without_timing(metrics["episodes"][str(bag)])

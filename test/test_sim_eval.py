@@ -49,6 +49,9 @@ def test_the_expert_succeeds_and_the_outputs_say_so(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "2/2 = 100 %" in report and "videos/episode_0001.mp4" in report
     assert (out / "success.gif").stat().st_size > 10_000 and "(success.gif)" in report
+    files = report.split("## Files", 1)[1]  # every output linked, and every link leads to a file
+    for name in ["metrics.json", "success.gif"] + [f"videos/{e['video']}" for e in metrics["per_episode"]]:
+        assert f"]({name})" in files and (out / name).is_file(), name
 
 
 def test_a_policy_that_holds_still_fails_through_the_policy_node(tmp_path, franka_spec_path) -> None:

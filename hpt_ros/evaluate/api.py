@@ -160,11 +160,13 @@ def evaluate_bags(
     distro: str | None = None,
     enable_from_bag: bool = True,
     plots: bool = True,
+    videos: bool = True,
     progress: bool = True,
     quiet: bool = True,
     engine_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Replay-evaluate ``model`` on ``bags``; write ``metrics.json``, ``report.md`` and ``plots/`` to ``out_dir``.
+    """Replay-evaluate ``model`` on ``bags``; write ``metrics.json``, ``report.md``, ``plots/`` and ``videos/``
+    to ``out_dir``.
 
     Args:
         bags: rosbag2 directories or bare ``.mcap`` / ``.db3`` files (any storage, metadata
@@ -184,8 +186,9 @@ def evaluate_bags(
         distro: ROS 2 distribution for type definitions a bag does not carry (default: the
             bag's, else Humble).
         enable_from_bag: let the bag's enable topic (when present) gate motion.
-        plots: write PNG plots; progress: a tqdm bar over the bags; quiet: keep per-tick
-            hold/resume log lines out of the console.
+        plots: write PNG plots; videos: write an mp4 per episode (cameras beside the
+            predicted and recorded actions); progress: a tqdm bar over the bags; quiet: keep
+            per-tick hold/resume log lines out of the console.
         engine_options: passed to ``load_engine`` (e.g. ``{"mode": "eager"}``).
 
     Returns the metrics dictionary that was written to ``metrics.json``. A bag that cannot
@@ -312,6 +315,24 @@ def evaluate_bags(
             file = plot_episode(result, layout, plot_dir / f"{entry['name']}_actions.png", title, spec_obj.period_s)
             entry["plot"] = file.relative_to(out).as_posix()
         logger.debug("plots took %.2f s", time.perf_counter() - t0)
+
+    if videos:
+        from .videos import write_replay_video
+
+        t0 = time.perf_counter()
+        for key, result in results.items():
+            entry = entries[key]
+            file = out / "videos" / f"{entry['name']}.mp4"
+            title = f"{entry['name']}: policy (blue) and recorded (grey) actions; cursor: the frame's tick"
+            try:
+                entry["video_frames"] = write_replay_video(result.bag, spec_obj, result, layout, file, title,
+                                                           distro=distro, recover=recover)
+            except Exception as exc:  # a video is a view of the numbers: never lose them over it
+                logger.warning("%s: no video: %s", result.bag, exc)
+                entry["video_error"] = str(exc)
+                continue
+            entry["video"] = file.relative_to(out).as_posix()
+        logger.debug("videos took %.2f s", time.perf_counter() - t0)
 
     safe = json_safe(metrics)
     (out / METRICS_FILE).write_text(json.dumps(safe, indent=2, allow_nan=False) + "\n", encoding="utf-8")

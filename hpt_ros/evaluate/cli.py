@@ -37,7 +37,7 @@ def build_arg_parser(prog: str = "hpt-ros eval") -> argparse.ArgumentParser:
     parser.add_argument("--robot", required=True, metavar="FILE", help="robot spec YAML (or a shipped name)")
     parser.add_argument("--model", default="", metavar="PATH",
                         help="checkpoint folder or .onnx (default: the spec's model.path)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: metrics.json, report.md, plots/")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: metrics.json, report.md, plots/, videos/")
     parser.add_argument("--engine", default="", choices=["", "torch", "onnxruntime"],
                         help="inference backend (default: the spec's)")
     parser.add_argument("--precision", default="", choices=["", "fp32", "bf16", "fp16"],
@@ -60,6 +60,8 @@ def build_arg_parser(prog: str = "hpt-ros eval") -> argparse.ArgumentParser:
                         help="evaluate the complete messages of truncated MCAP files instead of failing them")
     parser.add_argument("--distro", default=None, help="ROS 2 distro for definitions a bag lacks (default: the bag's)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-videos", action="store_true",
+                        help="skip the per-episode videos (cameras beside the actions; the slowest output)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every hold / resume")
     return parser
@@ -117,6 +119,7 @@ def cli(argv: Sequence[str], prog: str = "hpt-ros eval") -> int:
             engine=args.engine or None, precision=args.precision or None, threads=args.threads or None,
             action_topic=args.action_topic or None, action_joint_names=joints, recover=args.recover,
             distro=args.distro, enable_from_bag=not args.ignore_enable, plots=not args.no_plots,
+            videos=not args.no_videos,
             progress=not args.no_progress, quiet=not args.verbose,
         )  # fmt: skip
     except (SpecError, EngineError, ValueError, FileNotFoundError) as exc:

@@ -19,7 +19,7 @@ from .actions import ActionLayout
 from .episode import EpisodeResult
 from .metrics import masked_mean
 
-__all__ = ["plot_episode", "plot_error_summary"]
+__all__ = ["episode_figure", "episode_grid", "plot_episode", "plot_error_summary"]
 
 _HELD_COLOURS = ("#f4a6a6", "#f7d08a", "#b7c8f0", "#c9e4b4", "#dcc6e0")
 
@@ -47,10 +47,23 @@ def _held_spans(times: np.ndarray, reasons: Sequence[str], period: float) -> lis
 
 def plot_episode(result: EpisodeResult, layout: ActionLayout, path: Path, title: str, period_s: float) -> Path:
     """Predicted vs recorded per action dimension over the bag's time; returns ``path``."""
-    dim = layout.dim
+    fig, _ = episode_figure(result, layout, title, period_s)
+    fig.savefig(path)
+    return path
+
+
+def episode_grid(dim: int) -> tuple[int, int]:
+    """(rows, columns) of the per-dimension panels of ``episode_figure``."""
     cols = 2 if dim > 1 else 1
-    rows = math.ceil(dim / cols)
-    fig = _figure(6.0 * cols, 1.9 * rows + 0.8)
+    return math.ceil(dim / cols), cols
+
+
+def episode_figure(result: EpisodeResult, layout: ActionLayout, title: str, period_s: float,
+                   size_in: tuple[float, float] | None = None):
+    """The figure of ``plot_episode`` (``size_in``: width, height in inches at 80 dpi) and its used axes."""
+    dim = layout.dim
+    rows, cols = episode_grid(dim)
+    fig = _figure(*(size_in or (6.0 * cols, 1.9 * rows + 0.8)))
     axes = fig.subplots(rows, cols, sharex=True, squeeze=False).reshape(-1)
     t = result.tick_s
     spans = _held_spans(t, result.reasons, period_s)
@@ -78,9 +91,8 @@ def plot_episode(result: EpisodeResult, layout: ActionLayout, path: Path, title:
     labels += [f"held: {r}" for r in reasons]
     fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=min(4, len(labels)))
     fig.suptitle(title, fontsize=9, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.9 * rows + 0.8)))
-    fig.savefig(path)
-    return path
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    return fig, list(axes[:dim])
 
 
 def plot_error_summary(errors: np.ndarray, layout: ActionLayout, path: Path, title: str) -> Path:

@@ -95,15 +95,15 @@ def write_report(metrics: dict[str, Any], path: Path) -> Path:
         lines += ["", "## Episodes", ""]
         rows = []
         for e in ok.values():
-            plot = e.get("plot")
+            plot, video = e.get("plot"), e.get("video")
             rows.append([
                 f"`{e['name']}`", f"{e['duration_s']:.2f} s", str(e["ticks"]), str(e["ticks_evaluated"]),
                 _reasons(e["held_reasons"]), _f(e["mae_normalized_overall"]), _f(e["rmse_normalized_overall"]),
                 _f(e["max_abs_error_normalized_overall"]), f"{_f(e['timing']['speed_x_realtime'], 3)}×",
-                f"[plot]({plot})" if plot else "–",
+                f"[plot]({plot})" if plot else "–", f"[mp4]({video})" if video else "–",
             ])  # fmt: skip
         lines += _table(["episode", "duration", "ticks", "evaluated", "held", "MAE (norm.)", "RMSE (norm.)",
-                         "max abs err (norm.)", "speed", "plot"], rows)  # fmt: skip
+                         "max abs err (norm.)", "speed", "plot", "video"], rows)  # fmt: skip
     plots = metrics.get("plots") or {}
     if plots:
         lines += ["", "## Plots", ""]
@@ -112,6 +112,13 @@ def write_report(metrics: dict[str, Any], path: Path) -> Path:
         for e in ok.values():
             if e.get("plot"):
                 lines += [f"![{e['name']}]({e['plot']})", ""]
+    videos = [e for e in ok.values() if e.get("video")]
+    if videos:
+        lines += ["", "## Videos", "",
+                  "One frame per control tick: the cameras as the policy saw them, the policy's and the recorded "
+                  "actions below, a cursor at the tick.", ""]  # fmt: skip
+        lines += [f"- [{e['name']}]({e['video']}) ({e.get('video_frames', '?')} frames at {setup['rate_hz']:g} Hz)"
+                  for e in videos]
     timing = overall["timing"]
     if timing.get("breakdown_s"):
         lines += ["", "## Where the replay time went", ""]

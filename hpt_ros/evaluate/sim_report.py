@@ -13,7 +13,7 @@ def _pct(value: float | None) -> str:
 
 
 def write_sim_report(metrics: dict[str, Any], path: Path) -> Path:
-    """A Markdown summary: the success rate with its interval, then one row per episode (video linked)."""
+    """A Markdown summary: the success rate with its interval, one row per episode, then every file linked."""
     o = metrics["overall"]
     low, high = o["success_rate_ci95"]
     tts = o["time_to_success_s"]
@@ -45,5 +45,12 @@ def write_sim_report(metrics: dict[str, Any], path: Path) -> Path:
         closest = "-" if e["closest_treat_to_bowl"] is None else f"{e['closest_treat_to_bowl']:.3f}"
         lines.append(f"| {e['episode']} | {'success' if e['success'] else 'failure'} | {tts_e} | {closest} "
                      f"| {e['commands']} | {e['held_ticks']} | {video} |")
+    videos = [e["video"] for e in metrics["per_episode"] if e.get("video")]
+    lines += ["", "## Files", "", "- [metrics.json](metrics.json): every number above, per episode"]
+    if (path.parent / "success.gif").exists():
+        lines.append("- [success.gif](success.gif): the first successful episode")
+    lines += [f"- [videos/{v}](videos/{v})" for v in videos]
+    if not videos:
+        lines.append("- no videos (run without `--no-video` for one per episode)")
     path.write_text("\n".join(lines) + "\n")
     return path
