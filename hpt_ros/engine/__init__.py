@@ -37,13 +37,13 @@ __all__ = [
 
 _LAZY = {
     "OnnxEngine": "onnx_engine",
-    "read_sidecar": "onnx_engine",
+    "read_sidecar": "onnx_file",
     "select_providers": "onnx_engine",
     "PolicyGraph": "graph",
     "TorchEngine": "torch_engine",
     "action_error_percent": "torch_engine",
     "export_onnx": "export",
-    "sidecar_path": "export",
+    "sidecar_path": "onnx_file",
 }
 
 

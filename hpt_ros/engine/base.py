@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["Engine", "EngineError"]
+if TYPE_CHECKING:  # pragma: no cover
+    from hpt_ros.spec import RobotSpec
+
+__all__ = ["Engine", "EngineError", "check_model_sizes"]
 
 
 class EngineError(RuntimeError):
@@ -47,3 +51,16 @@ class Engine(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision}"
+
+
+def check_model_sizes(file: str | Path, found: dict[str, Any], spec: RobotSpec) -> None:
+    """Refuse a model (``found``: its sizes) whose state, action, horizon or views differ from ``spec``'s."""
+    wanted = {
+        "state_dim": spec.state_dim,
+        "action_dim": spec.action.dim,
+        "action_horizon": spec.action.horizon,
+        "num_views": spec.num_views,
+    }
+    bad = [f"{k} {found[k]} (spec {spec.name!r} needs {v})" for k, v in wanted.items() if found.get(k) != v]
+    if bad:
+        raise EngineError(f"{file}: model does not fit robot spec {spec.source}: " + "; ".join(bad))

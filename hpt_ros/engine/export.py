@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import logging
 import sys
 import warnings
@@ -26,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import EngineError
+from .base import EngineError, check_model_sizes
+from .onnx_file import INPUT_NAMES, OUTPUT_NAMES, SIDECAR_FORMAT, file_sha256, sidecar_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpt_ros.model import HPTPolicy
@@ -47,26 +47,9 @@ __all__ = [
 logger = logging.getLogger("hpt_ros.engine")
 
 DEFAULT_OPSET = 18
-SIDECAR_FORMAT = "hpt_ros.onnx/1"
-INPUT_NAMES = ("images", "state")
-OUTPUT_NAMES = ("actions",)
 #: fp32 everywhere; fp16 = network in float16 (for GPUs), inputs/outputs/normalisers float32.
 #: bf16 has no onnxruntime kernels for Conv, so it is not offered here (the torch engine has it).
 EXPORT_PRECISIONS = ("fp32", "fp16")
-
-
-def sidecar_path(onnx_file: str | Path) -> Path:
-    """``policy.onnx`` -> ``policy.onnx.yaml`` (never clobbers a robot spec of the same stem)."""
-    onnx_file = Path(onnx_file)
-    return onnx_file.with_name(onnx_file.name + ".yaml")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _example_inputs(policy: HPTPolicy, batch: int, height: int, width: int, seed: int = 0):
@@ -135,9 +118,7 @@ def export_onnx(
         raise EngineError("export_onnx needs a policy with an image encoder (policy.encoder)")
     c = policy.config
     if spec is not None:
-        from .factory import _check_dims
-
-        _check_dims(Path(source or "<policy>"), _sizes(policy), spec)
+        check_model_sizes(Path(source or "<policy>"), _sizes(policy), spec)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 

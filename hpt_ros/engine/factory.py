@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import Engine, EngineError
+from .base import Engine, EngineError, check_model_sizes
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpt_ros.model import HPTConfig, HPTPolicy
@@ -148,18 +148,6 @@ def resolve_model_path(model: str | Path | None, spec: RobotSpec) -> Path | None
     return path
 
 
-def _check_dims(file: Path, found: dict[str, int], spec: RobotSpec) -> None:
-    wanted = {
-        "state_dim": spec.state_dim,
-        "action_dim": spec.action.dim,
-        "action_horizon": spec.action.horizon,
-        "num_views": spec.num_views,
-    }
-    bad = [f"{k} {found[k]} (spec {spec.name!r} needs {v})" for k, v in wanted.items() if found.get(k) != v]
-    if bad:
-        raise EngineError(f"{file}: model does not fit robot spec {spec.source}: " + "; ".join(bad))
-
-
 def check_model_spec(
     where: str | Path,
     recorded: Any,
@@ -239,10 +227,11 @@ def load_engine(
         raise EngineError(f"{path}: no such model file or folder")
 
     if path.is_file() and path.suffix == ".onnx":
-        from .onnx_engine import OnnxEngine, read_sidecar
+        from .onnx_engine import OnnxEngine
+        from .onnx_file import read_sidecar
 
         meta = read_sidecar(path)
-        _check_dims(path, meta["sizes"], spec)
+        check_model_sizes(path, meta["sizes"], spec)
         comparison = check_model_spec(path, meta.get("robot_spec"), spec,
                                       recorded_hash=(meta.get("spec") or {}).get("hash"),
                                       allow_spec_mismatch=allow_spec_mismatch)
@@ -294,7 +283,7 @@ def _load_checkpoint(folder: Path, spec: RobotSpec, *,
         raise EngineError(f"{meta_file}: not an hpt_ros checkpoint ({type(exc).__name__}: {exc})") from exc
     found = {k: config.get(k) for k in ("state_dim", "action_dim", "num_views")}
     found["action_horizon"] = config.get("action_horizon", 8)
-    _check_dims(meta_file, found, spec)
+    check_model_sizes(meta_file, found, spec)
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
     comparison = check_model_spec(meta_file, meta.get("robot_spec"), spec, recorded_hash=extra.get("spec_hash"),
                                   allow_spec_mismatch=allow_spec_mismatch)

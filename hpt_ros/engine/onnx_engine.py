@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .base import Engine, EngineError
-from .export import INPUT_NAMES, SIDECAR_FORMAT, file_sha256, sidecar_path
+from .onnx_file import INPUT_NAMES, read_sidecar
 
 __all__ = ["PREFERRED_PROVIDERS", "OnnxEngine", "read_sidecar", "select_providers"]
 
@@ -29,34 +29,6 @@ TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PREFERRED_PROVIDERS: tuple[str, ...] = (TENSORRT, CUDA, CPU)
-
-
-def read_sidecar(onnx_file: str | Path, *, check_hash: bool = True) -> dict[str, Any]:
-    """The sidecar YAML of ``onnx_file``, checked (format, sizes, and the file's sha256)."""
-    import yaml
-
-    onnx_file = Path(onnx_file)
-    side = sidecar_path(onnx_file)
-    if not onnx_file.is_file():
-        raise EngineError(f"{onnx_file}: no such ONNX file")
-    if not side.is_file():
-        raise EngineError(f"{onnx_file}: its sidecar {side.name} is missing (export with "
-                          "`hpt-ros export-onnx`, which writes both)")  # fmt: skip
-    try:
-        meta = yaml.safe_load(side.read_text())
-    except yaml.YAMLError as exc:
-        raise EngineError(f"{side}: invalid YAML: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise EngineError(f"{side}: format {found!r}, expected {SIDECAR_FORMAT!r}")
-    sizes = meta.get("sizes")
-    needed = ("state_dim", "action_dim", "action_horizon", "num_views")
-    if not isinstance(sizes, dict) or any(not isinstance(sizes.get(k), int) for k in needed):
-        raise EngineError(f"{side}: 'sizes' must give {', '.join(needed)}")
-    if check_hash and meta.get("onnx_sha256") and file_sha256(onnx_file) != meta["onnx_sha256"]:
-        raise EngineError(f"{side}: was written for another version of {onnx_file.name} "
-                          "(sha256 differs); export again")  # fmt: skip
-    return meta
 
 
 # -- providers --------------------------------------------------------------------------------------
