@@ -1,4 +1,4 @@
-"""Errors raised while reading, writing or repairing rosbag2 bags.
+"""Errors raised while reading, writing or repairing rosbag2 bags, and building datasets from them.
 
 Every message names the bag (directory or file) and, where one is involved, the topic,
 so that a failure in a long recording session says which file to look at.
@@ -14,6 +14,7 @@ __all__ = [
     "BagTopicError",
     "BagTruncatedError",
     "BagWriteError",
+    "DatasetError",
     "EpisodeExistsError",
     "InsufficientSpaceError",
 ]
@@ -56,3 +57,7 @@ class EpisodeExistsError(BagWriteError):
 
 class InsufficientSpaceError(BagWriteError):
     """Less free disk space than the episode is expected to need."""
+
+
+class DatasetError(ValueError):
+    """An episode cannot be turned into samples (names the episode and the reason)."""
