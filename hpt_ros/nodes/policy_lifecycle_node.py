@@ -132,6 +132,7 @@ class ManagedPolicyNode:
     def _release(self) -> None:
         if self.policy is not None:
             self.policy.set_active(False)
+            self.policy.close()
         if self._scope is not None:
             self._scope.release()
         self.policy, self._scope = None, None

@@ -13,7 +13,14 @@ every start).
 
 Threads: message callbacks only convert and store the latest value per sensor; the
 control timer (its own callback group / thread) builds the observation and runs
-inference, so a slow step never blocks a camera or joint-state callback.
+inference (synchronous execution) or hands it to the runtime's worker thread
+(``execution.async: true``), so a slow step never blocks a camera or joint-state callback.
+
+On the replay transport (a simulated clock) the runtime schedules inference on that clock
+(``PolicyRuntime(simulated_clock=True)``): with ``execution.inference_latency_ms``, a
+synchronous tick's command is sent that long after its observation by a one-shot timer,
+and the control ticks that fall meanwhile are skipped, as they are for a loop blocked in
+inference.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 from hpt_ros.nodes.runner import as_bool, run_node
 from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
-from hpt_ros.runtime import PolicyRuntime, SensorDataError, TickResult
+from hpt_ros.runtime import CLOCK_TOLERANCE_S, PolicyRuntime, SensorDataError, TickResult
 from hpt_ros.spec import RobotSpec, load_spec
 from hpt_ros.view.options import add_view_arguments, view_options
 
@@ -62,7 +69,8 @@ class PolicyNode:
         self.spec = spec
         if engine is None:
             engine = _load_engine(model, spec, backend or None, precision or None, log, allow_mismatch)
-        self.runtime = PolicyRuntime(spec, engine)
+        self.runtime = PolicyRuntime(spec, engine, simulated_clock=transport.kind == "replay")
+        self._blocked_until: float | None = None  # a synchronous inference's end on a simulated clock
         action = spec.action
 
         # -- publishers --------------------------------------------------------
@@ -126,10 +134,28 @@ class PolicyNode:
         self.runtime.set_enabled(bool(msg.data), self.transport.now())
 
     def _on_control_tick(self) -> None:
-        result = self.runtime.tick(self.transport.now())
+        now = self.transport.now()
+        if self._blocked_until is not None and now < self._blocked_until - CLOCK_TOLERANCE_S:
+            return  # still inside the previous tick's (simulated) inference: this tick is skipped
+        result = self.runtime.tick(now)
+        if result.send_delay_s > 0:
+            self._blocked_until = now + result.send_delay_s
+            self._after(result.send_delay_s, lambda: self._send(result, self.transport.now()))
+        else:
+            self._send(result, result.time)
+
+    def _after(self, delay_s: float, callback) -> None:
+        """Run ``callback`` once, ``delay_s`` from now on the transport's clock."""
+        def fire() -> None:
+            timer.cancel()
+            callback()
+
+        timer = self.transport.create_timer(delay_s, fire, group="control")
+
+    def _send(self, result: TickResult, stamp: float) -> None:
         self.last_result = result
         if result.command is not None:
-            self._publish_command(result.command, result.time)
+            self._publish_command(result.command, stamp)
         if result.predicted is not None and np.isfinite(result.predicted).all():
             chunk = self.transport.new_message("std_msgs/msg/Float64MultiArray")
             horizon, width = result.predicted.shape
@@ -168,6 +194,10 @@ class PolicyNode:
                                           topic=action.gripper.topic)
             self._gripper_pub.publish(g)
 
+    def close(self) -> None:
+        """Stop the runtime's inference worker."""
+        self.runtime.close()
+
     def _publish_diagnostics(self) -> None:
         now = self.transport.now()
         stats = self.runtime.stats()
@@ -184,6 +214,10 @@ class PolicyNode:
             "held_ticks": str(stats.holds),
             "hold_events": str(stats.hold_events),
             "inference_failures": str(stats.inference_failures),
+            "execution": "asynchronous" if self.runtime.asynchronous else "synchronous",
+            "deadline_misses": str(stats.deadline_misses),
+            "deadline_misses_in_a_row": str(stats.deadline_misses_in_a_row),
+            "dropped_chunk_steps": str(stats.dropped_steps),
         }
         for sensor, age in ages.items():
             values[f"age_{sensor}_s"] = _fmt(age)

@@ -7,11 +7,12 @@ Knows nothing of ROS: numpy arrays in (``ObservationCache.update``), command vec
 * ``chunking``    - ACT temporal ensembling or re-planning: chunks -> one action per tick.
 * ``safety``      - joint limits, step clamp, NaN rejection, enable gate, hold/resume events.
 * ``workspace``   - the TCP's box and keep-out planes (``kinematics``: forward kinematics from DH rows).
+* ``inference``   - inference jobs: inline, in a worker thread, or scheduled on a simulated clock; deadlines.
 * ``controller``  - ``PolicyRuntime``: one control tick, shared by the live node and replay.
 """
 
 from .chunking import Executor, ReplanExecutor, TemporalEnsembler, make_executor
-from .controller import CLOCK_JUMP_REASON, PolicyRuntime, RuntimeStats, TickResult
+from .controller import CLOCK_JUMP_REASON, DEADLINE_REASON, PolicyRuntime, RuntimeStats, TickResult
 from .errors import (
     InvalidSensorError,
     MissingSensorError,
@@ -21,13 +22,18 @@ from .errors import (
     SensorDataError,
     StaleSensorError,
 )
+from .inference import CLOCK_TOLERANCE_S, DeadlineMonitor, InferenceJob, ScheduledInference, ThreadedInference
 from .observation import Observation, ObservationCache, resize_bilinear
 from .safety import CartesianLimits, SafetyEvent, SafetyFilter, SafetyResult
 
 __all__ = [
     "CLOCK_JUMP_REASON",
+    "CLOCK_TOLERANCE_S",
+    "DEADLINE_REASON",
     "CartesianLimits",
+    "DeadlineMonitor",
     "Executor",
+    "InferenceJob",
     "InvalidSensorError",
     "MissingSensorError",
     "NoActionError",
@@ -41,9 +47,11 @@ __all__ = [
     "SafetyEvent",
     "SafetyFilter",
     "SafetyResult",
+    "ScheduledInference",
     "SensorDataError",
     "StaleSensorError",
     "TemporalEnsembler",
+    "ThreadedInference",
     "TickResult",
     "make_executor",
     "resize_bilinear",

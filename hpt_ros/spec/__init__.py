@@ -8,6 +8,7 @@ what was expected and what was found.
 from .errors import SpecError
 from .loader import SUPPORTED_IMAGE_SIZES, load_spec, parse_spec, resolve_spec_path
 from .schema import (
+    MEASURED_LATENCY,
     ActionSpec,
     CommandSpec,
     EngineSpec,
@@ -33,6 +34,7 @@ __all__ = [
     "JointLimit",
     "KeepOutPlane",
     "KinematicsSpec",
+    "MEASURED_LATENCY",
     "ModelSpec",
     "RobotSpec",
     "SUPPORTED_IMAGE_SIZES",

@@ -12,6 +12,7 @@ import yaml
 from .errors import SpecError
 from .schema import (
     ACTION_KINDS,
+    MEASURED_LATENCY,
     IMAGE_TYPES,
     STATE_TYPES,
     ActionSpec,
@@ -115,6 +116,22 @@ class _Section:
         if unknown:
             known = ", ".join(sorted(self.seen))
             raise SpecError(self.file, self.key(str(unknown[0])), f"one of the known keys ({known})", f"unknown key {unknown[0]!r}")
+
+
+def _optional_ms(sec: _Section, name: str, *, positive: bool, word: str | None = None) -> float | str | None:
+    """A duration in milliseconds that may be null (absent) or, where ``word`` is given, that word."""
+    if sec.data.get(name) is None:
+        sec.seen.add(name)
+        return None
+    if word is not None and sec.data[name] == word:
+        sec.seen.add(name)
+        return word
+    bound, expected = (lambda v: v > 0, "milliseconds > 0") if positive else (lambda v: v >= 0, "milliseconds >= 0")
+    if word is not None:
+        expected += f", {word!r} or null"
+    else:
+        expected += " or null"
+    return sec.get(name, float, check=bound, expected=expected)
 
 
 def _kind_name(kind: type | tuple) -> str:
@@ -265,6 +282,12 @@ def parse_spec(data: Any, file: str = "<memory>") -> RobotSpec:
             replan_every=exec_sec.get("replan_every", int, 4,
                                       check=lambda k: 1 <= k <= action.horizon,
                                       expected=f"an integer in 1..{action.horizon} (the action horizon)"),
+            asynchronous=exec_sec.get("async", bool, False),
+            deadline_ms=_optional_ms(exec_sec, "deadline_ms", positive=True),
+            max_deadline_misses=exec_sec.get("max_deadline_misses", int, 3, check=lambda n: n >= 1,
+                                             expected="an integer >= 1"),
+            inference_latency_ms=_optional_ms(exec_sec, "inference_latency_ms", positive=False,
+                                              word=MEASURED_LATENCY),
         )
         exec_sec.done()
 

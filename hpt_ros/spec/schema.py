@@ -19,6 +19,7 @@ __all__ = [
     "CommandSpec",
     "EngineSpec",
     "ExecutionSpec",
+    "MEASURED_LATENCY",
     "GripperSpec",
     "JointLimit",
     "KeepOutPlane",
@@ -165,11 +166,29 @@ class WorkspaceSpec:
     kinematics: KinematicsSpec | None = None
 
 
+#: ``execution.inference_latency_ms`` value: each inference's own wall time becomes its simulated latency
+MEASURED_LATENCY = "measured"
+
+
 @dataclass(frozen=True)
 class ExecutionSpec:
+    """How chunks become commands, and when inference runs (YAML section ``execution``).
+
+    ``asynchronous`` (YAML key ``async``): inference runs beside the control tick, which
+    commands from the chunks in hand. ``deadline_ms``: an inference slower than this is a
+    deadline miss (None: no deadline); ``max_deadline_misses`` in a row hold the robot
+    until one is on time again. ``inference_latency_ms``: on a simulated clock, the time
+    an inference takes on that clock (None: none; ``MEASURED_LATENCY``: its wall time); on
+    a live clock, the least time an inference takes (a slower model, emulated).
+    """
+
     mode: str = "temporal_ensemble"  # "temporal_ensemble" | "replan"
     ensemble_coefficient: float = 0.01  # ACT: w_i = exp(-m * i), i = 0 the oldest chunk
     replan_every: int = 4
+    asynchronous: bool = False
+    deadline_ms: float | None = None
+    max_deadline_misses: int = 3
+    inference_latency_ms: float | str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,7 +282,13 @@ class RobotSpec:
         lines.append(
             f"  execution {e.mode}"
             + (f" (coefficient {e.ensemble_coefficient:g})" if e.mode == "temporal_ensemble" else f" (every {e.replan_every})")
+            + (", asynchronous" if e.asynchronous else ", synchronous")
+            + (f", deadline {e.deadline_ms:g} ms ({e.max_deadline_misses} misses in a row hold)"
+               if e.deadline_ms else "")
         )
+        if e.inference_latency_ms is not None:
+            unit = "" if e.inference_latency_ms == MEASURED_LATENCY else " ms"
+            lines.append(f"  inference latency {e.inference_latency_ms}{unit} (simulated clock) / at least (live)")
         lines.append(f"  engine {self.engine.backend} {self.engine.precision}; model size {self.model.size}")
         lines.append(f"  enable topic {self.safety.enable_topic} (required: {self.safety.require_enable})")
         w = self.workspace
