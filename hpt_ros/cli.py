@@ -63,6 +63,7 @@ _SUBCOMMANDS: list[tuple[str, str, str]] = [
      "hpt_ros.view.cli"),
     ("export-lerobot", "write rosbag2 episodes as a LeRobotDataset v3.0", "hpt_ros.data.lerobot_export"),
     ("import-lerobot", "write a LeRobotDataset v3.0 as rosbag2 episodes", "hpt_ros.data.lerobot_import"),
+    ("chaos", "seeded fault-injection campaign: unsafe commands counted under random faults", "hpt_ros.chaos.campaign"),
 ]
 
 
