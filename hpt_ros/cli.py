@@ -58,6 +58,8 @@ _SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("export-onnx", "export a checkpoint's whole policy to one ONNX file", "hpt_ros.engine.export"),
     ("eval", "replay-evaluate a policy on recorded bags", "hpt_ros.evaluate.cli"),
     ("sim-eval", "closed-loop success rate of a policy on the simulated robot", "hpt_ros.evaluate.sim_eval"),
+    ("latency-table", "closed-loop success and command jumps, synchronous vs asynchronous, at simulated latencies",
+     "hpt_ros.evaluate.latency_table"),
     ("train", "fine-tune stems and head over a pretrained HPT trunk", "hpt_ros.train.cli"),
     ("view", "live view in Foxglove: the DDS graph's cameras, joints, commands, chunks, safety, diagnostics",
      "hpt_ros.view.cli"),

@@ -37,6 +37,14 @@ def test_the_command_line_reads_lists_of_latencies_and_modes() -> None:
         _number_list("-5")
 
 
+def test_the_command_line_dispatches_to_it(capsys) -> None:
+    from hpt_ros.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["latency-table", "--modes", "sync,later"])
+    assert "usage: hpt-ros latency-table" in capsys.readouterr().err
+
+
 def test_two_cells_in_closed_loop(tmp_path) -> None:
     require_module("mujoco")
     from hpt_ros.evaluate.sim_eval import wilson_interval

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-__all__ = ["DEFAULT_LATENCIES_MS", "MODES", "latency_table", "results_table"]
+__all__ = ["DEFAULT_LATENCIES_MS", "MODES", "cli", "latency_table", "main", "results_table"]
 
 DEFAULT_LATENCIES_MS = (0, 50, 100, 200, 400)
 MODES = ("sync", "async")
@@ -225,8 +225,13 @@ def build_arg_parser(prog: str = "python -m hpt_ros.evaluate.latency_table") -> 
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(None if argv is None else list(argv))
+def cli(argv: Sequence[str], prog: str = "hpt-ros latency-table") -> int:
+    """``hpt-ros latency-table``: the same as running the module."""
+    return main(argv, prog=prog)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m hpt_ros.evaluate.latency_table") -> int:
+    args = build_arg_parser(prog).parse_args(None if argv is None else list(argv))
     if args.episodes < 1:
         raise SystemExit("--episodes must be at least 1")
     result = latency_table(args.model or None, episodes=args.episodes, seed=args.seed, out=args.out,
