@@ -54,9 +54,9 @@ def qos(reliable: bool) -> Any:
 
 # ----------------------------------------------------------------------------- receiver
 def run_receiver(args: argparse.Namespace) -> None:
+    from hpt_ros.msgs.idl.sensor_msgs import Image
+    from hpt_ros.msgs.messages import header_seconds, image_to_rgb
     from hpt_ros.ros.dds import DdsTransport
-    from hpt_ros.ros.idl.sensor_msgs import Image
-    from hpt_ros.ros.messages import header_seconds, image_to_rgb
 
     node = DdsTransport("bench_receiver", domain_id=args.domain)
     stats: dict[str, Any] = {"frames": {c: 0 for c in CAMERAS}, "convert_s": [], "latency_s": [], "bad": 0}
@@ -103,7 +103,7 @@ def time_plain_binding(msg: Any, repeats: int) -> tuple[float, float]:
 
 
 def time_fast_path(msg: Any, repeats: int) -> tuple[float, float]:
-    from hpt_ros.ros.messages import image_to_rgb
+    from hpt_ros.msgs.messages import image_to_rgb
 
     ser, deser = [], []
     for _ in range(repeats):
@@ -117,8 +117,8 @@ def time_fast_path(msg: Any, repeats: int) -> tuple[float, float]:
 
 
 def run_publisher(args: argparse.Namespace) -> None:
+    from hpt_ros.msgs.messages import numpy_to_image
     from hpt_ros.ros.dds import DdsTransport
-    from hpt_ros.ros.messages import numpy_to_image
 
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     receiver = subprocess.Popen(

@@ -90,7 +90,7 @@ def qos(reliable: bool) -> Any:
 
 # ----------------------------------------------------------------------------- receiver
 def run_receiver(args: argparse.Namespace) -> None:
-    from hpt_ros.ros.messages import header_seconds, image_to_rgb
+    from hpt_ros.msgs.messages import header_seconds, image_to_rgb
 
     stats: dict[str, Any] = {"frames": {c: 0 for c in CAMERAS}, "callback_s": [], "latency_s": []}
     counting = threading.Event()
@@ -191,8 +191,8 @@ PUBLISHER: dict[str, Any] = {}
 
 def start_publisher(args: argparse.Namespace, profile: pathlib.Path) -> None:
     os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    from hpt_ros.msgs.messages import numpy_to_image
     from hpt_ros.ros import make_transport
-    from hpt_ros.ros.messages import numpy_to_image
 
     node = make_transport("rclpy", "bench_publisher")
     publishers = [node.create_publisher(c, "sensor_msgs/msg/Image", qos(args.reliable)) for c in CAMERAS]

@@ -44,9 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(200 + os.getpid() % 32))
 
+    from hpt_ros.msgs.messages import fill_joint_state, numpy_to_image
     from hpt_ros.ros import make_transport
     from hpt_ros.ros.dds_config import ensure_dds_config
-    from hpt_ros.ros.messages import fill_joint_state, numpy_to_image
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA
     from hpt_ros.spec import load_spec
 

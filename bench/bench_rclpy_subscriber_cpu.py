@@ -34,8 +34,8 @@ CAMERAS = ("/bench/cam0", "/bench/cam1")
 def run_publisher(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from hpt_ros.msgs.messages import fill_joint_state, numpy_to_image
     from hpt_ros.ros import make_transport
-    from hpt_ros.ros.messages import fill_joint_state, numpy_to_image
     from hpt_ros.ros.transport import QOS_SENSOR_DATA
 
     node = make_transport("dds", "bench_publisher")

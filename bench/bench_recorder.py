@@ -96,7 +96,9 @@ def _where(missing: list[int], sent: int) -> str:
 def publish(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from hpt_ros.ros import make_transport, messages
+    from hpt_ros.msgs import messages
+
+    from hpt_ros.ros import make_transport
     from hpt_ros.ros.dds import serialize
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from hpt_ros.engine.base import Engine
+from hpt_ros.msgs import messages
 from hpt_ros.nodes.policy_node import PolicyNode
-from hpt_ros.ros import messages
 from hpt_ros.ros.replay import ReplayTransport
 from hpt_ros.spec import parse_spec
 

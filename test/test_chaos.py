@@ -14,7 +14,7 @@ from hpt_ros.chaos.checker import COUNTS, SafetyChecker
 from hpt_ros.chaos.faults import IN_PROCESS_FAULTS, plan_faults
 from hpt_ros.chaos.process_cases import run_recorder_case
 from hpt_ros.chaos.replay_case import run_replay_case
-from hpt_ros.ros import messages
+from hpt_ros.msgs import messages
 from hpt_ros.ros.replay import ReplayTransport
 from hpt_ros.spec import load_spec
 

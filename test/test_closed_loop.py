@@ -36,7 +36,8 @@ class Watcher:
     """Test-side DDS participant: records commands, joint states and diagnostics."""
 
     def __init__(self, spec):
-        from hpt_ros.ros import make_transport, messages
+        from hpt_ros.msgs import messages
+        from hpt_ros.ros import make_transport
         from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA
 
         self.spec = spec
@@ -81,7 +82,7 @@ class Watcher:
         self.thread.start()
 
     def enable(self, value: bool) -> None:
-        from hpt_ros.ros import messages
+        from hpt_ros.msgs import messages
 
         msg = self.t.new_message("std_msgs/msg/Bool")
         messages.fill_bool(msg, value)

@@ -24,8 +24,8 @@ import pytest
 from hpt_ros.data import EpisodeWriter, open_bag
 from hpt_ros.evaluate.api import evaluate_bags
 from hpt_ros.evaluate.cli import _strip_ros_args, build_arg_parser, cli
-from hpt_ros.ros import messages
-from hpt_ros.ros.idl import new_message
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.idl import new_message
 from hpt_ros.sim import FeedDogExpert, FeedDogSim, SceneRenderer
 from hpt_ros.spec import load_spec
 

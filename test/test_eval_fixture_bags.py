@@ -19,7 +19,7 @@ import yaml
 
 from hpt_ros.engine.base import Engine
 from hpt_ros.evaluate.api import evaluate_bags
-from hpt_ros.ros.idl import MESSAGE_TYPES
+from hpt_ros.msgs.idl import MESSAGE_TYPES
 from hpt_ros.ros.replay import ReplayTransport
 from hpt_ros.spec import load_spec, parse_spec
 

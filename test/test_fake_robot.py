@@ -14,8 +14,8 @@ from conftest import require_module
 
 require_module("mujoco")
 
+from hpt_ros.msgs import messages  # noqa: E402
 from hpt_ros.nodes.fake_robot import RESET_TOPIC, TASK_STATUS_TOPIC, TREAT_POSE_TOPIC, FakeRobot  # noqa: E402
-from hpt_ros.ros import messages  # noqa: E402
 from hpt_ros.ros.replay import ReplayTransport  # noqa: E402
 from hpt_ros.sim.feed_dog import episode_layout  # noqa: E402
 from hpt_ros.sim.kinematics import READY_POSE  # noqa: E402

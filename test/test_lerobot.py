@@ -26,8 +26,8 @@ from hpt_ros.data.lerobot_export import cli as export_cli
 from hpt_ros.data.lerobot_export import export_lerobot
 from hpt_ros.data.lerobot_format import LeRobotFormatError
 from hpt_ros.data.lerobot_import import import_lerobot
-from hpt_ros.ros import messages
-from hpt_ros.ros.idl import new_message
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.idl import new_message
 from hpt_ros.spec import load_spec
 
 av = require_module("av")

@@ -45,15 +45,6 @@ def test_importing_hpt_ros_needs_no_rclpy_cv_bridge_or_gpu():
     assert res.returncode == 0, res.stderr
 
 
-def test_rclpy_is_imported_in_one_module_only():
-    users = sorted(
-        str(p.relative_to(ROOT))
-        for p in (ROOT / "hpt_ros").rglob("*.py")
-        if any(line.strip().startswith(("import rclpy", "from rclpy")) for line in p.read_text().splitlines())
-    )
-    assert users == ["hpt_ros/ros/rclpy_transport.py"], users
-
-
 def test_colcon_build_installs_share_and_executables(tmp_path):
     # beside this interpreter first (a venv that is not activated), then on PATH
     beside = os.path.join(os.path.dirname(sys.executable), "colcon")

@@ -137,9 +137,9 @@ def test_recorded_topics_by_action_source() -> None:
 
 
 def test_header_stamp_from_cdr_bytes() -> None:
-    from hpt_ros.ros import messages
+    from hpt_ros.msgs import messages
+    from hpt_ros.msgs.idl import MESSAGE_TYPES
     from hpt_ros.ros.dds import serialize
-    from hpt_ros.ros.idl import MESSAGE_TYPES
 
     msg = MESSAGE_TYPES["sensor_msgs/msg/JointState"]()
     messages.fill_joint_state(msg, ["a"], [1.0], stamp_s=1234.5)
@@ -193,8 +193,8 @@ def test_keys_and_commands(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
 FILLING_RECORDER = r"""
 import json, resource, signal, sys
 import numpy as np
+from hpt_ros.msgs import messages
 from hpt_ros.nodes.teleop_recorder import TeleopRecorder
-from hpt_ros.ros import messages
 from hpt_ros.ros.replay import ReplayTransport
 from hpt_ros.spec import load_spec
 

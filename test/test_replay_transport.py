@@ -15,8 +15,9 @@ import pytest
 from hpt_ros.data import EpisodeWriter, open_bag
 from hpt_ros.data.errors import BagTopicError
 from hpt_ros.engine.base import Engine
-from hpt_ros.ros import make_transport, messages
-from hpt_ros.ros.idl import MESSAGE_TYPES, new_message
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.idl import MESSAGE_TYPES, new_message
+from hpt_ros.ros import make_transport
 from hpt_ros.ros.replay import Published, ReplayTransport
 from hpt_ros.ros.transport import QOS_LATCHED, TransportError
 

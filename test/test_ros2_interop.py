@@ -27,11 +27,11 @@ from ros_venvs import DISTRIBUTIONS, ROOT, ros_python
 
 require_module("cyclonedds")  # a hard dependency: a failure under CI=true, not a skip
 
+from hpt_ros.msgs.idl import cdr  # noqa: E402
+from hpt_ros.msgs.idl.examples import example_messages  # noqa: E402
+from hpt_ros.msgs.idl.registry import MESSAGE_TYPES  # noqa: E402
 from hpt_ros.ros.dds import DdsTransport  # noqa: E402
 from hpt_ros.ros.dds_config import ensure_dds_config  # noqa: E402
-from hpt_ros.ros.idl import cdr  # noqa: E402
-from hpt_ros.ros.idl.examples import example_messages  # noqa: E402
-from hpt_ros.ros.idl.registry import MESSAGE_TYPES  # noqa: E402
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA  # noqa: E402
 
 #: topic-level types the package's nodes publish or subscribe (nested types travel inside them)

@@ -18,10 +18,10 @@ from conftest import require_module
 require_module("cyclonedds")
 rosbags_typesys = require_module("rosbags.typesys")
 
-from hpt_ros.ros.errors import SerializationError  # noqa: E402
-from hpt_ros.ros.idl import MESSAGE_TYPES, deserialize, new_message, serialize  # noqa: E402
-from hpt_ros.ros.idl.cdr import plan_of  # noqa: E402
-from hpt_ros.ros.idl.examples import example_messages  # noqa: E402
+from hpt_ros.msgs.errors import SerializationError  # noqa: E402
+from hpt_ros.msgs.idl import MESSAGE_TYPES, deserialize, new_message, serialize  # noqa: E402
+from hpt_ros.msgs.idl.cdr import plan_of  # noqa: E402
+from hpt_ros.msgs.idl.examples import example_messages  # noqa: E402
 
 STORES = {
     "humble": rosbags_typesys.Stores.ROS2_HUMBLE,

@@ -23,10 +23,10 @@ from conftest import require_module
 
 require_module("cyclonedds")
 
+from hpt_ros.msgs.idl import MESSAGE_TYPES  # noqa: E402
+from hpt_ros.msgs.idl.examples import example_messages  # noqa: E402
 from hpt_ros.ros import make_transport  # noqa: E402
 from hpt_ros.ros.dds import DdsTransport, dds_qos, deserialize, domain_id_from_env, serialize  # noqa: E402
-from hpt_ros.ros.idl import MESSAGE_TYPES  # noqa: E402
-from hpt_ros.ros.idl.examples import example_messages  # noqa: E402
 from hpt_ros.ros.transport import (  # noqa: E402
     QOS_LATCHED,
     QOS_SENSOR_DATA,
@@ -59,8 +59,8 @@ def topic_of(msg_type: str, direction: str) -> str:
 
 ECHO_NODE = """
 import sys, threading
+from hpt_ros.msgs.idl import MESSAGE_TYPES
 from hpt_ros.ros.dds import DdsTransport
-from hpt_ros.ros.idl import MESSAGE_TYPES
 t = DdsTransport("echo")
 for name in dict.keys(MESSAGE_TYPES):
     out = t.create_publisher("/echo_out/" + name.replace("/", "_"), name)
@@ -285,8 +285,8 @@ def test_make_transport_builds_dds_and_names_unknown_kinds() -> None:
 
 def test_publish_accepts_messages_of_other_flavours(pair: tuple[DdsTransport, DdsTransport]) -> None:
     typesys = require_module("rosbags.typesys")
-    from hpt_ros.ros._flavours import default_instance
-    from hpt_ros.ros.messages import fill_joint_state
+    from hpt_ros.msgs._flavours import default_instance
+    from hpt_ros.msgs.messages import fill_joint_state
 
     a, b = pair
     typestore = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
@@ -375,8 +375,8 @@ def test_ctrl_c_interrupts_spin_cleanly() -> None:
 RECORDER_LOAD_NODE = """
 import sys
 import numpy as np
+from hpt_ros.msgs.messages import fill_joint_state, numpy_to_image
 from hpt_ros.ros.dds import DdsTransport
-from hpt_ros.ros.messages import fill_joint_state, numpy_to_image
 node = DdsTransport("robot")
 joints = node.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
 cameras = [node.create_publisher(t, "sensor_msgs/msg/Image") for t in ("/cam_wrist", "/cam_scene")]
@@ -412,7 +412,7 @@ node.shutdown()
 
 
 def test_raw_subscriptions_record_every_message_of_a_1khz_robot_and_two_cameras() -> None:
-    from hpt_ros.ros.idl.sensor_msgs import JointState
+    from hpt_ros.msgs.idl.sensor_msgs import JointState
 
     recorder = DdsTransport("recorder")
     joint_bytes: list[bytes] = []

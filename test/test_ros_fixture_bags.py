@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import require_module, require_shared
 
-from hpt_ros.ros import messages as m
-from hpt_ros.ros.errors import MessageConversionError
+from hpt_ros.msgs import messages as m
+from hpt_ros.msgs.errors import MessageConversionError
 
 rosbag2 = require_module("rosbags.rosbag2")
 typesys = require_module("rosbags.typesys")
@@ -101,7 +101,7 @@ def _decoders(name: str) -> list[tuple[str, Callable[[bytes, str], Any]]]:
     typestore = typestore_for(name)
     decoders = [("rosbags", lambda raw, msgtype: typestore.deserialize_cdr(raw, msgtype))]
     require_module("cyclonedds")
-    from hpt_ros.ros.idl import MESSAGE_TYPES
+    from hpt_ros.msgs.idl import MESSAGE_TYPES
 
     decoders.append(("idl", lambda raw, msgtype: MESSAGE_TYPES[msgtype].deserialize(raw)))
     return decoders
@@ -151,7 +151,7 @@ def test_fixture_messages_convert_or_are_refused_clearly(name: str) -> None:
 @pytest.mark.parametrize("name", BAG_NAMES)
 def test_fixture_cdr_decodes_and_reencodes_identically(name: str) -> None:
     require_module("cyclonedds")
-    from hpt_ros.ros.idl import MESSAGE_TYPES
+    from hpt_ros.msgs.idl import MESSAGE_TYPES
 
     typestore = typestore_for(name)
     checked = set()

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from conftest import require_module
 
-from hpt_ros.ros import messages as m
-from hpt_ros.ros._flavours import default_instance
-from hpt_ros.ros.errors import MessageConversionError
+from hpt_ros.msgs import messages as m
+from hpt_ros.msgs._flavours import default_instance
+from hpt_ros.msgs.errors import MessageConversionError
 
 cyclonedds = require_module("cyclonedds")
 rosbags_typesys = require_module("rosbags.typesys")
 
-from hpt_ros.ros.idl import new_message as new_idl_message  # noqa: E402
+from hpt_ros.msgs.idl import new_message as new_idl_message  # noqa: E402
 
 TOPIC = "/camera/image"
 
@@ -313,7 +313,7 @@ def test_fillers_refuse_bad_commands(call: Callable[[], Any], match: str) -> Non
 
 
 def test_rclpy_like_byte_fields_get_bytes() -> None:
-    from hpt_ros.ros._flavours import set_byte
+    from hpt_ros.msgs._flavours import set_byte
 
     status = SimpleNamespace(level=b"\x00")
     set_byte(status, "level", 2)

@@ -26,8 +26,8 @@ from hpt_ros.data.dataset import (
     select_episodes,
     split_episodes,
 )
-from hpt_ros.ros import messages
-from hpt_ros.ros.idl import new_message, serialize
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.idl import new_message, serialize
 from hpt_ros.spec import parse_spec
 
 SPEC_FILE = ROOT / "config" / "robots" / "franka_fr3.yaml"

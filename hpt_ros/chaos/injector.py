@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hpt_ros.ros.stamps import seconds_to_stamp, stamp_to_seconds
+from hpt_ros.msgs.stamps import seconds_to_stamp, stamp_to_seconds
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
 from hpt_ros.spec import RobotSpec
 

@@ -7,7 +7,7 @@ What a sample is (observation horizon 1, as HPT fine-tunes):
   a value, up to the last message of the episode.
 * **Observation at a tick** = what the policy node would have built at that instant: the
   latest message of each sensor received at or before the tick (bag timestamps are the
-  recorder's receive times), converted by ``hpt_ros.ros.messages`` (``image_to_rgb`` /
+  recorder's receive times), converted by ``hpt_ros.msgs.messages`` (``image_to_rgb`` /
   ``compressed_image_to_rgb`` / ``joint_state_to_array``) and assembled by the runtime's
   ``ObservationCache`` (same staleness rules, same view stacking). A tick the live node
   would have refused (a required sensor older than its ``max_age``, never received, or

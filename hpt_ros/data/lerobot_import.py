@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from hpt_ros.ros import messages
-from hpt_ros.ros.idl import new_message
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.idl import new_message
 from hpt_ros.spec import RobotSpec, load_spec
 
 from .episode_writer import EpisodeWriter, estimate_episode_bytes

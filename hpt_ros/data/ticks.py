@@ -54,7 +54,7 @@ def iter_ticks(
     ticks per reason. Raises ``DatasetError`` when a required sensor or the action topic
     is missing or has another type.
     """
-    from hpt_ros.ros import messages
+    from hpt_ros.msgs import messages
     from hpt_ros.runtime.errors import ObservationError, SensorDataError
     from hpt_ros.runtime.observation import ObservationCache
 

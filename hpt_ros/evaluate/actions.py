@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from hpt_ros.ros import messages
-from hpt_ros.ros.errors import MessageConversionError
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.errors import MessageConversionError
 from hpt_ros.spec.schema import RobotSpec
 
 __all__ = [

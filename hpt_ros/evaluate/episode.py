@@ -37,8 +37,8 @@ import numpy as np
 
 from hpt_ros.data import open_bag
 from hpt_ros.data.errors import BagTopicError
-from hpt_ros.ros import messages
-from hpt_ros.ros.errors import MessageConversionError
+from hpt_ros.msgs import messages
+from hpt_ros.msgs.errors import MessageConversionError
 from hpt_ros.ros.replay import ReplayTransport, decode_bag_message
 from hpt_ros.spec.schema import RobotSpec
 

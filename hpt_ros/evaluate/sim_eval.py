@@ -80,9 +80,9 @@ def run_sim_episode(spec: Any, engine: Any, *, seed: int, episode: int, task: st
     ``engine``: an ``Engine`` run by the policy node, or ``EXPERT``: the scripted teleoperator
     node (with its recording noise) drives the robot instead, for the teacher's own rate.
     """
+    from hpt_ros.msgs import messages
     from hpt_ros.nodes.fake_robot import FakeRobot
     from hpt_ros.nodes.policy_node import PolicyNode
-    from hpt_ros.ros import messages
     from hpt_ros.ros.replay import ReplayTransport
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA
 

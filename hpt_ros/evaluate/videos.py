@@ -47,7 +47,7 @@ def _encoder() -> str:
 
 def _camera_frames(reader: Any, spec: RobotSpec, tick_ns: np.ndarray) -> Iterator[list[np.ndarray | None]]:
     """Per tick, each camera's latest frame at or before it (None before its first); decoded once each."""
-    from hpt_ros.ros import messages
+    from hpt_ros.msgs import messages
     from hpt_ros.ros.replay import decode_bag_message
 
     cameras = [s for s in spec.image_sensors if s.topic in reader.topics]
@@ -126,7 +126,7 @@ def _frame_size(reader: Any, topic: str) -> tuple[int, int]:
     for item in reader.messages([topic]):
         msg = decode_bag_message(reader, item.topic, item.msgtype, item.rawdata)
         if item.msgtype.endswith("CompressedImage"):
-            from hpt_ros.ros import messages
+            from hpt_ros.msgs import messages
 
             h, w = messages.compressed_image_to_rgb(msg, topic=topic).shape[:2]
             return w, h

@@ -88,8 +88,9 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
     import tempfile
 
     from hpt_ros.evaluate.sim_eval import SimEpisode, wilson_interval, write_episode_video, write_gif
+    from hpt_ros.msgs import messages
     from hpt_ros.nodes.fake_robot import RESET_TOPIC, TASK_STATUS_TOPIC
-    from hpt_ros.ros import make_transport, messages
+    from hpt_ros.ros import make_transport
     from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA
     from hpt_ros.spec import load_spec
 

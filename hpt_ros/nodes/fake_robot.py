@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hpt_ros.msgs import messages
 from hpt_ros.nodes.runner import run_node
-from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, Transport
 from hpt_ros.spec import RobotSpec, load_spec
 from hpt_ros.view.options import add_view_arguments, view_options

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from hpt_ros.msgs import messages
 from hpt_ros.nodes.runner import as_bool, run_node
-from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_SENSOR_DATA, Transport
 from hpt_ros.runtime import CLOCK_TOLERANCE_S, PolicyRuntime, SensorDataError, TickResult
 from hpt_ros.spec import RobotSpec, load_spec

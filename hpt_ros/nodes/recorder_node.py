@@ -367,7 +367,7 @@ class TeleopRecorder(RecorderStatus):
             return
         index = next_episode_index(self.output_dir)
         msg = self.transport.new_message("std_msgs/msg/Float64MultiArray")
-        from hpt_ros.ros import messages
+        from hpt_ros.msgs import messages
 
         messages.fill_float64_multi_array(msg, [float(index)], topic=self.reset_topic)
         self._reset_pub.publish(msg)

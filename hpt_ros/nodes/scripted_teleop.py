@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from hpt_ros.msgs import messages
 from hpt_ros.nodes.runner import as_bool, run_node
-from hpt_ros.ros import messages
 from hpt_ros.ros.transport import QOS_DEFAULT, QOS_LATCHED, Transport
 from hpt_ros.sim.expert import FeedDogExpert
 from hpt_ros.sim.feed_dog import episode_layout

@@ -1,9 +1,8 @@
-"""ROS 2 layer of hpt_ros: message conversion and the transports that carry messages.
+"""ROS 2 transports of hpt_ros: what carries messages between nodes.
 
-    ROS message --(messages)--> numpy arrays ... action --(messages)--> command message
+Message conversion (ROS message <-> numpy, the IDL structs, CDR) lives below, in
+:mod:`hpt_ros.msgs`, with no middleware; this package adds the middleware.
 
-* :mod:`hpt_ros.ros.messages` converts, written once against ROS 2 field names (serves
-  rclpy messages, rosbags dataclasses and the DDS IDL structs alike).
 * :mod:`hpt_ros.ros.transport` is the interface nodes are written against;
   :func:`make_transport` builds one by kind:
 
@@ -20,7 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import MessageConversionError, SerializationError
+from hpt_ros.msgs.errors import MessageConversionError, SerializationError
+
 from .transport import (
     QOS_DEFAULT,
     QOS_LATCHED,

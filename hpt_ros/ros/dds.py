@@ -3,7 +3,7 @@
 Wire compatibility with ROS 2 (rmw_cyclonedds_cpp; Fast DDS usually too):
 
 * topic ``/x`` is the DDS topic ``rt/x``; types carry ROS 2's DDS names
-  (``sensor_msgs::msg::dds_::Image_``, see :mod:`hpt_ros.ros.idl`);
+  (``sensor_msgs::msg::dds_::Image_``, see :mod:`hpt_ros.msgs.idl`);
 * data representation XCDR1 (plain CDR, little endian), bytes identical to ROS 2's;
 * QoS set explicitly from :class:`~hpt_ros.ros.transport.QoSProfile`: reliability,
   keep-last depth, durability; the domain id comes from ``ROS_DOMAIN_ID`` (default 0);
@@ -24,7 +24,7 @@ Threading (while :meth:`DdsTransport.spin` runs):
   Outside ``spin()`` no callback runs (samples wait in the reader history).
 
 ``publish`` may be called from any thread. Messages are decoded with the numpy codec of
-:mod:`hpt_ros.ros.idl.cdr`; ``raw=True`` subscriptions receive the CDR bytes as sent
+:mod:`hpt_ros.msgs.idl.cdr`; ``raw=True`` subscriptions receive the CDR bytes as sent
 (encapsulation header included, trailing padding removed) for recording, and keep a
 reader history of at least :data:`RAW_MIN_DEPTH` samples so bursts are not dropped.
 """
@@ -44,11 +44,12 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from hpt_ros.msgs.idl import cdr
+from hpt_ros.msgs.idl.registry import MESSAGE_TYPES
+from hpt_ros.msgs.names import dds_topic_name, normalize_type_name
+
 from ._dds_binding import delete_entities, raw_take, raw_write
 from .dds_config import transport_config
-from .idl import cdr
-from .idl.registry import MESSAGE_TYPES
-from .names import dds_topic_name, normalize_type_name
 from .transport import (
     QOS_DEFAULT,
     RAW_MIN_DEPTH,
@@ -61,6 +62,7 @@ from .transport import (
     Timer,
     Transport,
     TransportError,
+    validate_topic_name,
 )
 from .wall_timers import TimerGroups
 
@@ -232,7 +234,7 @@ class DdsTransport(Transport):
 
     # -- graph ------------------------------------------------------------
     def _topic(self, topic: str, msg_type: str, cls: type) -> Topic:
-        name = dds_topic_name(topic)
+        name = dds_topic_name(validate_topic_name(topic))
         with self._lock:
             self._check_open(topic)
             known = self._topics.get(name)

@@ -47,8 +47,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hpt_ros.msgs.names import normalize_type_name
+
 from .dds_config import ensure_dds_config
-from .names import normalize_type_name
 from .transport import (
     QOS_DEFAULT,
     RAW_MIN_DEPTH,

@@ -18,7 +18,7 @@ middleware and without threads. Everything happens on one simulated clock:
 * **Bags.** ``feed_bag(reader, topics, time_offset)`` merges a bag's messages with the
   timers by timestamp (the bag's receive timestamps, as ``ros2 bag play`` uses them).
   Messages are read lazily, and decoded only for topics that have a subscriber: into the
-  package's IDL structs (:mod:`hpt_ros.ros.idl`, the fast numpy codec) when the type is
+  package's IDL structs (:mod:`hpt_ros.msgs.idl`, the fast numpy codec) when the type is
   one of them, else into ``rosbags`` dataclasses; both carry ROS 2 field names, so the
   same conversion code serves them. ``raw=True`` subscribers get the CDR bytes.
   A subscriber whose type differs from the bag's raises a ``TransportError`` naming the
@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import SerializationError
-from .names import normalize_type_name
+from hpt_ros.msgs.errors import SerializationError
+from hpt_ros.msgs.names import normalize_type_name
+
 from .transport import (
     QOS_DEFAULT,
     Callback,
@@ -294,7 +295,7 @@ class _World:
 
 
 def _msg_class(msg_type: str) -> type | None:
-    from .idl.registry import MESSAGE_TYPES
+    from hpt_ros.msgs.idl.registry import MESSAGE_TYPES
 
     return MESSAGE_TYPES.get(msg_type)
 
@@ -462,7 +463,7 @@ class ReplayTransport(Transport):
             return cls()
         from hpt_ros.data.typestores import distro_typestore
 
-        from ._flavours import default_instance
+        from hpt_ros.msgs._flavours import default_instance
 
         store = distro_typestore(self.distro)
         name = normalize_type_name(msg_type)
@@ -636,7 +637,7 @@ def decode_bag_message(reader: Any, topic: str, msgtype: str, raw: Any) -> Any:
     and the bytes fit it, else the bag reader's ``rosbags`` dataclass (errors name bag and topic)."""
     cls = _msg_class(msgtype)
     if cls is not None:
-        from .idl import cdr
+        from hpt_ros.msgs.idl import cdr
 
         try:
             return cdr.deserialize(raw, cls)
@@ -648,7 +649,7 @@ def decode_bag_message(reader: Any, topic: str, msgtype: str, raw: Any) -> Any:
 def _serialize(msg: Any, msg_type: str, distro: str, topic: str) -> bytes:
     cls = _msg_class(msg_type)
     if cls is not None:
-        from .idl import cdr
+        from hpt_ros.msgs.idl import cdr
 
         return cdr.serialize(msg, cls)
     from hpt_ros.data.typestores import distro_typestore
@@ -662,7 +663,7 @@ def _serialize(msg: Any, msg_type: str, distro: str, topic: str) -> bytes:
 def _deserialize(data: bytes, msg_type: str, distro: str, topic: str) -> Any:
     cls = _msg_class(msg_type)
     if cls is not None:
-        from .idl import cdr
+        from hpt_ros.msgs.idl import cdr
 
         return cdr.deserialize(data, cls)
     from hpt_ros.data.typestores import distro_typestore

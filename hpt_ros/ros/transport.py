@@ -12,7 +12,7 @@ A transport carries ROS 2 messages and owns the clock. Implementations:
 Messages are plain objects with ROS 2 field names. ``new_message(type_name)``
 returns a default-initialised message of the transport's own kind (rclpy
 message, IDL struct, rosbags dataclass); conversion code in
-``hpt_ros.ros.messages`` fills it by field name, so one conversion serves all.
+``hpt_ros.msgs.messages`` fills it by field name, so one conversion serves all.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from hpt_ros.msgs import names
+from hpt_ros.msgs.errors import InvalidNameError
 
 __all__ = [
     "Durability",
@@ -173,29 +175,17 @@ class Transport(abc.ABC):
         self.shutdown()
 
 
-# ROS 2 name rules (rcl's validate_topic_name / validate_node_name).
-_NODE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TOPIC_TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 def validate_node_name(name: str) -> str:
-    if not isinstance(name, str) or not _NODE_RE.match(name) or len(name) > 255:
-        raise TransportError(
-            f"invalid ROS 2 node name {name!r}: use letters, digits and '_', not starting with a digit"
-        )
-    return name
+    """The ROS 2 node name rule of :mod:`hpt_ros.msgs.names`, raising :class:`TransportError`."""
+    try:
+        return names.validate_node_name(name)
+    except InvalidNameError as exc:
+        raise TransportError(str(exc)) from None
 
 
 def validate_topic_name(topic: str) -> str:
-    """Accept a fully qualified ROS 2 topic name ('/a/b'); raise naming it otherwise."""
-    if not isinstance(topic, str) or not topic.startswith("/") or topic == "/":
-        raise TransportError(f"invalid ROS 2 topic name {topic!r}: must be absolute, like '/joint_states'")
-    if topic.endswith("/") or "//" in topic:
-        raise TransportError(f"invalid ROS 2 topic name {topic!r}: empty token")
-    for token in topic[1:].split("/"):
-        if not _TOPIC_TOKEN_RE.match(token):
-            raise TransportError(
-                f"invalid ROS 2 topic name {topic!r}: token {token!r} must use letters, digits and '_',"
-                " not starting with a digit"
-            )
-    return topic
+    """The ROS 2 topic name rule of :mod:`hpt_ros.msgs.names`, raising :class:`TransportError`."""
+    try:
+        return names.validate_topic_name(topic)
+    except InvalidNameError as exc:
+        raise TransportError(str(exc)) from None

@@ -142,12 +142,13 @@ def _kind_name(kind: type | tuple) -> str:
 
 
 def _topic(section: _Section, name: str) -> str:
-    from hpt_ros.ros.transport import TransportError, validate_topic_name
+    from hpt_ros.msgs.errors import InvalidNameError
+    from hpt_ros.msgs.names import validate_topic_name
 
     value = section.get(name, str)
     try:
         validate_topic_name(value)
-    except TransportError as exc:
+    except InvalidNameError as exc:
         raise section.fail(name, "an absolute ROS 2 topic name like '/joint_states'", value) from exc
     return value
 

@@ -104,8 +104,8 @@ class FoxgloveView:
             DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", self._safety_forwarder(transport), QOS_DEFAULT))
 
     def _forwarder(self, transport: Transport, t: ViewTopic):
-        from hpt_ros.ros.idl import MESSAGE_TYPES, normalize_type_name
-        from hpt_ros.ros.idl.cdr import serialize
+        from hpt_ros.msgs.idl import MESSAGE_TYPES, normalize_type_name
+        from hpt_ros.msgs.idl.cdr import serialize
 
         channel, store = self._channels[t.topic], self._store
         idl_class = MESSAGE_TYPES.get(normalize_type_name(t.type))

@@ -27,8 +27,8 @@ class DdsRobotSide:
     """Joint states and two cameras out, commands in, over the package's dds transport."""
 
     def __init__(self, spec) -> None:
+        from hpt_ros.msgs.messages import fill_joint_state, numpy_to_image
         from hpt_ros.ros.dds import DdsTransport
-        from hpt_ros.ros.messages import fill_joint_state, numpy_to_image
         from hpt_ros.ros.transport import QOS_SENSOR_DATA
 
         self.transport = DdsTransport("dds_robot_side")

@@ -43,7 +43,7 @@ class _MessageRegistry(dict):
         name = normalize_type_name(key)
         if not dict.__contains__(self, name):
             raise KeyError(
-                f"message type {key!r} has no IDL struct in hpt_ros.ros.idl; known types: {', '.join(sorted(self))}"
+                f"message type {key!r} has no IDL struct in hpt_ros.msgs.idl; known types: {', '.join(sorted(self))}"
             )
         return dict.__getitem__(self, name)
 

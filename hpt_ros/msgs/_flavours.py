@@ -6,7 +6,7 @@ The conversions work on three kinds of message objects with the same field names
   ``array.array`` of the right typecode at once, but check a list element by element),
   ``byte`` fields are ``bytes`` of length 1, nested element classes live in ``pkg.msg``;
 * rosbags dataclasses: number sequences are numpy arrays;
-* the IDL structs of :mod:`hpt_ros.ros.idl`: anything array-like.
+* the IDL structs of :mod:`hpt_ros.msgs.idl`: anything array-like.
 
 These helpers look at the current value or at the class to pick the right form.
 """

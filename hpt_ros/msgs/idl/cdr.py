@@ -1,4 +1,4 @@
-"""ROS 2 CDR (XCDR1, final structs) for the IDL structs of :mod:`hpt_ros.ros.idl`, with numpy fast paths.
+"""ROS 2 CDR (XCDR1, final structs) for the IDL structs of :mod:`hpt_ros.msgs.idl`, with numpy fast paths.
 
 The cyclonedds Python binding serialises ``sequence<uint8>`` element by element
 (~25 ms per 640x480 rgb8 frame). This codec reads each struct's annotations once,

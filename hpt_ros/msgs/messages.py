@@ -3,8 +3,8 @@
 ROS message -> numpy for observations, numpy -> ROS message for commands. Every function
 only reads and sets attributes by their ROS 2 names (``msg.height``, ``msg.header.stamp.sec``,
 ``msg.name``, ``msg.position`` ...), so the same code serves rclpy messages, rosbags
-dataclasses and the DDS IDL structs of :mod:`hpt_ros.ros.idl`. Conversions that fail raise
-:class:`~hpt_ros.ros.errors.MessageConversionError` naming the topic and the type (pass
+dataclasses and the DDS IDL structs of :mod:`hpt_ros.msgs.idl`. Conversions that fail raise
+:class:`~hpt_ros.msgs.errors.MessageConversionError` naming the topic and the type (pass
 ``topic=`` for useful messages).
 
 The implementations live in small modules: :mod:`.images`, :mod:`.joint_states`,

@@ -1,12 +1,12 @@
-"""Errors of the ROS layer (message conversion and serialisation).
+"""Errors of message conversion, serialisation and ROS 2 names.
 
 Transport errors (:class:`hpt_ros.ros.transport.TransportError`) live with the transport
-interface; these two are about the content of one message.
+interface; these are about the content of one message or one name.
 """
 
 from __future__ import annotations
 
-__all__ = ["MessageConversionError", "SerializationError"]
+__all__ = ["InvalidNameError", "MessageConversionError", "SerializationError"]
 
 
 class MessageConversionError(ValueError):
@@ -26,3 +26,7 @@ class SerializationError(ValueError):
         self.msg_type = msg_type
         self.reason = reason
         super().__init__(f"{msg_type}: {reason}")
+
+
+class InvalidNameError(ValueError):
+    """A ROS 2 node or topic name breaks ROS 2's naming rules (the message names it)."""
