@@ -36,9 +36,9 @@ def test_plans_are_seeded_and_draw_the_listed_faults() -> None:
     assert a == b and {f.kind for f in a} <= set(IN_PROCESS_FAULTS) and len({f.kind for f in a}) > 5
 
 
-def _checker_world(enabled: bool):
+def _checker_world(enabled: bool, node_counts=None):
     world = ReplayTransport("chaos_checker", start_time=10.0, record=False)
-    checker = SafetyChecker(world, SPEC, "/joint_states", lambda: "")
+    checker = SafetyChecker(world, SPEC, "/joint_states", lambda: "", node_counts=node_counts)
     state_pub = world.create_publisher("/joint_states", "sensor_msgs/msg/JointState")
     enable_pub = world.create_publisher(SPEC.safety.enable_topic, "std_msgs/msg/Bool")
     command_pub = world.create_publisher(SPEC.action.command.topic, SPEC.action.command.type)
@@ -83,6 +83,31 @@ def test_the_checker_counts_each_kind_of_unsafe_command() -> None:
     # ticks without commands and without a hold reason
     world.run(until=16.0)
     assert checker.finish()["holds_unexplained"] >= 1
+
+
+@pytest.mark.parametrize("node", ["commanding", "stalled", "holding"])
+def test_a_gap_between_processes_is_judged_by_the_nodes_own_counters(node: str) -> None:
+    """Commands that arrive late while the node kept commanding, or a loop that did not run,
+    are reported apart; a node that ticked without commanding or a reason is still a violation."""
+    counters = {"ticks": 0, "commands": 0}
+    world, checker, ready, send = _checker_world(True, lambda: (counters["ticks"], counters["commands"]))
+
+    def node_tick() -> None:
+        if node != "stalled":
+            counters["ticks"] += 1
+        if node == "commanding":
+            counters["commands"] += 1
+
+    world.create_timer(SPEC.period_s, node_tick)
+    world.run(until=10.05)
+    send(ready)  # a command right after enabling, then a second of none arriving
+    world.run(until=11.05)
+    send(ready)
+    world.run(until=11.1)
+    counts = checker.finish()
+    late, stalled, unexplained = checker.late_deliveries, checker.stalled_loops, counts["holds_unexplained"]
+    assert (late, stalled, unexplained) == {"commanding": (1, 0, 0), "stalled": (0, 1, 0),
+                                            "holding": (0, 0, 1)}[node]
 
 
 def test_the_checker_counts_commands_while_disabled() -> None:

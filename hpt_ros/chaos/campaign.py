@@ -82,6 +82,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"runs": len(results), "runs_by_kind": kinds, "faults_injected": dict(sorted(injected.items())),
             "runs_with_fault": dict(sorted(runs_with.items())), "counts": counts,
             "commands_checked": sum(r.get("commands", 0) for r in results),
+            "late_deliveries": sum(r.get("late_deliveries", 0) for r in results),
+            "stalled_loops": sum(r.get("stalled_loops", 0) for r in results),
             "hold_reasons_seen": dict(sorted(holds.items(), key=lambda kv: -kv[1])),
             "recorder_kills": len(lost), "max_lost_per_kill_s": max(lost) if lost else None,
             "wall_s": round(sum(r.get("wall_s", 0.0) for r in results), 1), "failures": failures,
@@ -101,6 +103,9 @@ def write_report(results: list[dict[str, Any]], output: Path, seed: int) -> dict
     lost = summary["max_lost_per_kill_s"]
     lines += ["", f"Commands checked: {summary['commands_checked']}. Recorder kills: {summary['recorder_kills']}, "
               f"most time lost by one: {'n/a' if lost is None else f'{lost:.3f} s'} (at most {MAX_LOST_S:g} s).", "",
+              f"Between processes (DDS), gaps in the commands that arrived while the node kept commanding "
+              f"(late deliveries): {summary['late_deliveries']}; gaps in which the node's loop did not run "
+              f"(stalled loops; the robot keeps its last command): {summary['stalled_loops']}.", "",
               "| run kind | runs |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["runs_by_kind"].items()]
     lines += ["", "| fault | runs with it | messages / calls / events affected |", "|---|---|---|"]

@@ -13,6 +13,12 @@ topic, the node's diagnostics and the joint states the node is fed, and counts:
 * ``while_disabled``: a command while the last enable message said false (or before any);
 * ``holds_unexplained``: a stretch of ticks without commands while enabled, in which the
   node never reported a hold with a reason (its safety events, sampled every tick).
+
+Between processes the checker only sees what arrives. Given ``node_counts`` (the node's own
+tick and command counters), a gap in which the node kept publishing commands is a late
+delivery (``late_deliveries``), and one in which the node did not tick at all is a stalled
+control loop (``stalled_loops``): the robot keeps its last command, and neither is a hold.
+Both are reported beside the counts, not hidden in them.
 """
 
 from __future__ import annotations
@@ -45,8 +51,13 @@ class SafetyChecker:
     """
 
     def __init__(self, transport: Transport, spec: RobotSpec, measured_topic: str, hold_reason: Callable[[], str],
-                 *, recent_states: int = 1):
+                 *, recent_states: int = 1, node_counts: Callable[[], tuple[int, int]] | None = None):
         self.transport = transport
+        self.node_counts = node_counts
+        self._node_sample: tuple[int, int] | None = None  # the node's (ticks, commands) at the last tick
+        self._gap_node_commanding = self._gap_node_stalled = False
+        self.late_deliveries = 0
+        self.stalled_loops = 0
         self.spec = spec
         self.period = spec.period_s
         self.hold_reason = hold_reason
@@ -165,12 +176,16 @@ class SafetyChecker:
         """Once per control period: a tick without a command while enabled opens a gap; the gap
         is explained when the node reports a hold reason at some tick of it."""
         now = self.transport.now()
+        previous, self._node_sample = self._node_sample, (self.node_counts() if self.node_counts else None)
         if not self.enabled or self._enable_since is None or now - self._enable_since < 1.5 * self.period:
             return
         recent = self._last_any_command is not None and now - self._last_any_command <= 1.5 * self.period
         if recent:
             self._close_gap()
             return
+        if previous is not None and self._node_sample is not None:
+            self._gap_node_commanding |= self._node_sample[1] > previous[1]
+            self._gap_node_stalled |= self._node_sample[0] == previous[0]
         self._gap_open = True
         reason = self.hold_reason()
         if reason:
@@ -180,8 +195,14 @@ class SafetyChecker:
 
     def _close_gap(self) -> None:
         if self._gap_open and not self._gap_reason_seen:
-            self._violation("holds_unexplained", "ticks without commands and without a hold reason")
+            if self._gap_node_commanding:
+                self.late_deliveries += 1  # the node kept commanding; its commands arrived late
+            elif self._gap_node_stalled:
+                self.stalled_loops += 1  # the node's loop did not run: nothing was decided, nothing held
+            else:
+                self._violation("holds_unexplained", "ticks without commands and without a hold reason")
         self._gap_open = self._gap_reason_seen = False
+        self._gap_node_commanding = self._gap_node_stalled = False
 
     def finish(self) -> dict[str, int]:
         """The counts, judging a gap still open at the end of the run."""

@@ -157,7 +157,7 @@ def run_sensor_kill_case(seed: int, *, duration: float = 6.0) -> dict[str, Any]:
     from hpt_ros.spec import load_spec
 
     from .checker import SafetyChecker
-    from .replay_case import hold_reason_of
+    from .replay_case import hold_reason_of, node_counts_of
     from .stand_ins import AdversarialEngine, EnableSwitch
 
     ensure_dds_config()
@@ -181,7 +181,7 @@ def run_sensor_kill_case(seed: int, *, duration: float = 6.0) -> dict[str, Any]:
         node = PolicyNode(policy_t, spec, AdversarialEngine(spec, np.random.default_rng(seed)))
         EnableSwitch(checker_t, spec, [], time.time())  # enabled throughout: the fault here is the kill
         checker = SafetyChecker(checker_t, spec, spec.state_sensors[0].topic, lambda: hold_reason_of(node),
-                                recent_states=20)
+                                recent_states=20, node_counts=lambda: node_counts_of(node))
         import threading
 
         stop = threading.Event()
@@ -218,4 +218,5 @@ def run_sensor_kill_case(seed: int, *, duration: float = 6.0) -> dict[str, Any]:
     return {"seed": seed, "kind": "sensor_process_kill", "injected": {"sensor_process_kill": restarts},
             "kill_at_s": round(kill_at, 3), "down_s": round(down_for, 3), "started": first_command,
             "resumed": resumed, "counts": counts, "commands": checker.commands, "hold_reasons": checker.hold_reasons,
+            "late_deliveries": checker.late_deliveries, "stalled_loops": checker.stalled_loops,
             "examples": checker.examples, "wall_s": round(time.perf_counter() - started, 2)}

@@ -20,7 +20,7 @@ from .faults import IN_PROCESS_FAULTS, plan_faults
 from .injector import FaultInjector, remapped_spec
 from .stand_ins import AdversarialEngine, EnableSwitch, FaultyEngine, JumpingClockTransport
 
-__all__ = ["CHAOS_PREFIX", "hold_reason_of", "run_replay_case"]
+__all__ = ["CHAOS_PREFIX", "hold_reason_of", "node_counts_of", "run_replay_case"]
 
 CHAOS_PREFIX = "/chaos"
 #: an inference slower than this is a deadline miss; two in a row hold (what the slowdowns aim at)
@@ -32,6 +32,12 @@ def hold_reason_of(node: Any) -> str:
     """The policy node's current hold reason from its safety events ('' while commanding)."""
     events = node.runtime.events
     return events[-1].reason if events and events[-1].kind == "hold" else ""
+
+
+def node_counts_of(node: Any) -> tuple[int, int]:
+    """The policy node's own (ticks, commands) counters."""
+    stats = node.runtime.stats()
+    return stats.ticks, stats.commands
 
 
 def run_replay_case(seed: int, *, duration: float = 4.0, image_size: int = 64, faults: int = 6,
