@@ -148,16 +148,21 @@ class _RclpySubscription(Subscription):
 
 
 class _RclpyTimer(Timer):
-    def __init__(self, node: Any, timer: Any, worker: Any = None):
+    def __init__(self, node: Any, timer: Any, worker: Any = None, callback: Any = None):
         self.timer = timer
         self.worker = worker
+        self._callback = callback
         self._node = node
 
     def cancel(self) -> None:
+        """Stop the timer; on return its callback neither waits nor runs (up to 5 s for a running
+        call), so what it uses may be destroyed next (a lifecycle cleanup destroys publishers)."""
         self.timer.cancel()
+        if self.worker is not None:
+            self.worker.forget(self._callback, timeout_s=5.0)
 
     def destroy(self) -> None:
-        self.timer.cancel()
+        self.cancel()
         self._node.destroy_timer(self.timer)
 
 
@@ -197,6 +202,15 @@ class _GroupThread:
             finally:
                 with self._condition:
                     self._busy = False
+                    self._condition.notify_all()
+
+    def forget(self, call: Callable[[], None], timeout_s: float) -> None:
+        """Drop ``call`` if it waits, and wait until the group runs nothing (not from its own thread)."""
+        with self._condition:
+            if self._pending is call:
+                self._pending = None
+            if threading.current_thread() is not self.thread:
+                self._condition.wait_for(lambda: not self._busy, timeout_s)
 
     def stop(self, timeout_s: float) -> None:
         with self._condition:
@@ -280,7 +294,7 @@ class RclpyTransport(Transport):
             if worker is None:
                 worker = self._groups[group] = _GroupThread(f"{self.node_name}-{group}", self._record_error)
         timer = self.node.create_timer(float(period_s), lambda: worker.submit(callback))
-        return _RclpyTimer(self.node, timer, worker)
+        return _RclpyTimer(self.node, timer, worker, callback)
 
     def group_thread(self, group: str) -> threading.Thread | None:
         """The thread that runs the timers of ``group`` (None before its first timer)."""

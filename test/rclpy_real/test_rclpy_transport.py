@@ -208,6 +208,34 @@ def test_timer_callback_error_stops_spin_and_is_raised() -> None:
         transport.shutdown()
 
 
+def test_destroying_a_timer_waits_for_its_running_call() -> None:
+    """A lifecycle cleanup destroys the control timer, then the publishers a running tick uses:
+    the timer's destroy returns only once that tick is over."""
+    transport = make()
+    try:
+        publisher = transport.create_publisher("/tick_out", "std_msgs/msg/Bool")
+        started, finished = threading.Event(), threading.Event()
+
+        def slow_tick() -> None:
+            started.set()
+            time.sleep(0.5)
+            msg = transport.new_message("std_msgs/msg/Bool")
+            publisher.publish(msg)  # fails if the publisher is already destroyed
+            finished.set()
+
+        timer = transport.create_timer(0.01, slow_tick)
+        spinner = threading.Thread(target=transport.spin, kwargs={"until": finished.is_set, "duration_s": 20.0})
+        spinner.start()
+        assert started.wait(20.0), "the timer never fired"
+        timer.destroy()
+        assert finished.is_set(), "destroy returned while the timer's call was still running"
+        publisher.destroy()
+        spinner.join(timeout=20.0)
+        transport.spin(duration_s=0.2)  # an error in the timer's thread would be raised here
+    finally:
+        transport.shutdown()
+
+
 def test_spin_until_and_idempotent_shutdown() -> None:
     transport = make()
     calls: list[int] = []
