@@ -34,6 +34,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "${packages[@]}"
+# the Franka meshes of the simulated robot (its own dependencies are not needed)
+"$VENV/bin/python" -m pip install -q --no-deps "dm-robotics-panda==0.4.8"
 # fail here, not in the tests, when the wheels do not load on this machine
 "$VENV/bin/python" -c "import rclpy, rclpy.lifecycle, sensor_msgs.msg, trajectory_msgs.msg, diagnostic_msgs.msg, \
 geometry_msgs.msg, std_msgs.msg, rosgraph_msgs.msg; print('$VENV: rclpy from', rclpy.__file__)"

@@ -5,6 +5,11 @@
 * ``hpt-ros policy`` on the ``dds`` transport, the robot's side on rclpy.
 
 Each way: commands arrive once enabled, and the first one starts from the measured state.
+
+And the whole closed loop of ``closed_loop.py`` across stacks (fake robot and cameras on one,
+policy node on the other, the test's watcher on the robot's): hold when the camera process
+is killed, resume when it is back, the enable topic, the limits. Both ways on each wheel set
+(Jazzy: Fast DDS 2.14; Kilted: Fast DDS 3.2).
 """
 
 from __future__ import annotations
@@ -19,8 +24,16 @@ import time
 import numpy as np
 import pytest
 
+from closed_loop import run_closed_loop
 from conftest import ROOT
+from rclpy_real.distribution import ros_distribution
 from rclpy_real.policy_client import Q_START, PolicyClient, wait_until
+
+#: (robot stack, policy stack) of the closed loops run on each wheel set
+CLOSED_LOOPS = {
+    "jazzy": [("dds", "rclpy"), ("rclpy", "dds")],
+    "kilted": [("dds", "rclpy"), ("rclpy", "dds")],
+}
 
 
 class DdsRobotSide:
@@ -104,3 +117,11 @@ def test_policy_on_dds_robot_on_rclpy(tmp_path, franka_spec, tiny_model) -> None
     command = [sys.executable, "-m", "hpt_ros.cli", "policy", "--model", str(tiny_model), "--rate-hz", "10",
                "--enable"]
     run_policy(command, tmp_path / "policy.log", PolicyClient(franka_spec), franka_spec)
+
+
+@pytest.mark.parametrize("robot_stack,policy_stack", CLOSED_LOOPS[ros_distribution()],
+                         ids=lambda stack: stack)
+def test_closed_loop_across_stacks(tmp_path, franka_spec, tiny_model, robot_stack, policy_stack) -> None:
+    pytest.importorskip("cyclonedds")
+    run_closed_loop(tmp_path, franka_spec, tiny_model, robot_stack=robot_stack, policy_stack=policy_stack,
+                    watcher_stack=robot_stack, width=96, height=96)
