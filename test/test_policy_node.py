@@ -201,9 +201,11 @@ def test_diagnostics_report_rate_latency_ages_and_state():
     # cameras every 0.3 s (last at 0.9), joints every 0.125 s (last at 1.0)
     assert float(values["age_cam0_s"]) == pytest.approx(0.1) and float(values["age_cam1_s"]) == pytest.approx(0.1)
     assert float(values["age_joints_s"]) == pytest.approx(0.0)
+    assert values["received_cam0"] == values["received_cam1"] == "3"  # frames at 0.3, 0.6, 0.9
     assert values["inference_failures"] == "0" and values["hold_events"] == "1"
     _, _, _, later = reports[2]
     assert later["ticks"] == "24" and later["commands"] == "22"
+    assert later["received_cam0"] == later["received_cam1"] == "10"
     assert float(later["age_cam0_s"]) == pytest.approx(0.0)  # a camera frame at 3.0
 
 

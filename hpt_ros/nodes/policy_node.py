@@ -85,6 +85,7 @@ class PolicyNode:
 
         # -- subscriptions -------------------------------------------------------
         self._conversion_errors: dict[str, str] = {}
+        self._received = dict.fromkeys((s.name for s in spec.sensors), 0)  # messages taken, per sensor
         for sensor in spec.sensors:
             qos = QOS_SENSOR_DATA if sensor.is_image else QOS_DEFAULT
             transport.create_subscription(sensor.topic, sensor.type, self._sensor_callback(sensor), qos)
@@ -102,12 +103,14 @@ class PolicyNode:
     # -- callbacks -------------------------------------------------------------------
     def _sensor_callback(self, sensor):
         transport, cache, name, topic = self.transport, self.runtime.cache, sensor.name, sensor.topic
+        received = self._received
         if sensor.is_image:
             convert = messages.compressed_image_to_rgb if sensor.type.endswith("CompressedImage") else messages.image_to_rgb
 
             def on_image(msg: Any) -> None:
                 try:
                     cache.update(name, convert(msg, topic=topic), transport.now())
+                    received[name] += 1
                 except (messages.MessageConversionError, SensorDataError) as exc:
                     self._conversion_error(topic, exc)
 
@@ -118,6 +121,7 @@ class PolicyNode:
             try:
                 values = messages.joint_state_to_array(msg, joints, field=fld, topic=topic)
                 cache.update(name, values, transport.now())
+                received[name] += 1
             except (messages.MessageConversionError, SensorDataError) as exc:
                 self._conversion_error(topic, exc)
 
@@ -221,6 +225,8 @@ class PolicyNode:
         }
         for sensor, age in ages.items():
             values[f"age_{sensor}_s"] = _fmt(age)
+        for sensor, count in self._received.items():  # a rate over a window: the difference of two reports
+            values[f"received_{sensor}"] = str(count)
         comparison = getattr(self.runtime.engine, "spec_comparison", None)
         if comparison is not None and comparison.differences:  # run with allow_spec_mismatch
             values["spec_mismatch"] = "; ".join(comparison.differences)
