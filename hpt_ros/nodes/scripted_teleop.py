@@ -63,7 +63,8 @@ class ScriptedTeleopNode:
         episode = int(p("episode", 0, "first episode index (the fake robot's)"))
         self.noise = float(p("noise", 0.01, "Gaussian noise on the arm targets [rad]"))
         self.perturbation = float(p("perturbation", 0.03, "occasional larger perturbations of the arm targets [rad]"))
-        self.approach_error = float(p("approach_error", 0.04, "how far off the treat it lines up before descending [m]"))
+        self.approach_error = float(p("approach_error", 0.0,
+                                      "how far off the treat it lines up before descending [m] (0: on the treat)"))
         rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
         self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
         self.follow_recorder = as_bool(p("follow_recorder", True, "move only while the recorder records"))
@@ -197,9 +198,9 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     parser.add_argument("--noise", type=float, default=0.01, help="noise on arm targets [rad] (default 0.01)")
     parser.add_argument("--perturbation", type=float, default=0.03,
                         help="occasional larger perturbations of the arm targets [rad] (default 0.03)")
-    parser.add_argument("--approach-error", type=float, default=0.04,
+    parser.add_argument("--approach-error", type=float, default=0.0,
                         help="how far off the treat it lines up before descending, corrected on the way down [m] "
-                             "(default 0.04)")
+                             "(default 0: on the treat)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="command rate (default: the spec's)")
     parser.add_argument("--no-follow-recorder", action="store_true",
                         help="move even while a teleop recorder is running but not recording")

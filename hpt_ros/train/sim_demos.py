@@ -44,7 +44,7 @@ def record_sim_episodes(
     joint_state_rate_hz: float = 100.0,
     noise: float = 0.01,
     perturbation: float = 0.03,
-    approach_error: float = 0.04,
+    approach_error: float = 0.0,
     task: str = "feed_dog",
     start_time: float = 1.7e9,
     quiet: bool = True,
