@@ -163,8 +163,8 @@ class FeedDogExpert:
         self._finger += float(np.clip(want - self._finger, -self.max_step[7], self.max_step[7]))
 
         arm = self._ref_q.copy()
-        # like a careful operator, it shakes less with the fingers at the treat or opening over the bowl
-        care = 0.25 if self.phase in ("descend", "grasp", "lift", "release") else 1.0
+        # like a careful operator, it shakes less with the fingers at the treat
+        care = 0.25 if self.phase in ("descend", "grasp", "lift") else 1.0
         if self.noise > 0:
             arm = arm + self.rng.normal(0.0, care * self.noise, 7)
         if self.perturbation > 0 and self.rng.random() < 0.03:

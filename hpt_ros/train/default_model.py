@@ -68,10 +68,10 @@ def store_encoder_as(folder: str | Path, dtype_name: str) -> int:
 
 def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: float = 11.0, seed: int = 0,
                        size: str = "tiny", trunk: str | None = None, vision_weights: str | None = None,
-                       steps: int = 9000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
+                       steps: int = 14000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
                        width: int = 224, height: int = 224, camera_rate_hz: float = 15.0, work: str | None = None,
                        threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000,
-                       image_feature_norm: bool = True, state_noise: float = 0.2) -> Path:
+                       image_feature_norm: bool = True, state_noise: float = 0.25) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
@@ -163,7 +163,7 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
     parser.add_argument("--trunk", default=None, help="pretrained trunk (hub id, folder, file); default: none")
     parser.add_argument("--vision-weights", default=None, help="ResNet-18 ImageNet weights; default: random")
-    parser.add_argument("--steps", type=int, default=9000)
+    parser.add_argument("--steps", type=int, default=14000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--encoder-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
@@ -174,7 +174,7 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-image-feature-norm", action="store_true",
                         help="feed the stems the raw ResNet features (upstream HPT)")
-    parser.add_argument("--state-noise", type=float, default=0.2,
+    parser.add_argument("--state-noise", type=float, default=0.25,
                         help="Gaussian noise on training states, in units of each dimension's std")
     parser.add_argument("--evaluate", type=int, default=0, metavar="N",
                         help="then sim-eval the expert, the model and the untrained model on N held-out scenes")
