@@ -80,6 +80,7 @@ class PolicyNode:
         )
         self._diagnostics_pub = transport.create_publisher(DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray")
         self._chunk_pub = transport.create_publisher(PREDICTED_CHUNK_TOPIC, "std_msgs/msg/Float64MultiArray")
+        self._chunk_columns = ",".join(action.joints)  # the chunk's columns, named for viewers
         self._arm_index = np.array([action.joints.index(j) for j in action.arm_joints], dtype=np.intp)
         self._gripper_index = action.joints.index(action.gripper.joint) if action.gripper else None
 
@@ -163,8 +164,7 @@ class PolicyNode:
         if result.predicted is not None and np.isfinite(result.predicted).all():
             chunk = self.transport.new_message("std_msgs/msg/Float64MultiArray")
             horizon, width = result.predicted.shape
-            joints = self.spec.action.joints
-            label = ",".join(joints) if len(joints) == width else "action"  # the columns, named for viewers
+            label = self._chunk_columns if len(self.spec.action.joints) == width else "action"
             messages.fill_float64_multi_array(chunk, result.predicted, topic=PREDICTED_CHUNK_TOPIC,
                                               dims=[("horizon", horizon), (label, width)])
             self._chunk_pub.publish(chunk)
