@@ -102,3 +102,39 @@ def test_a_rough_line_up_is_corrected_on_the_way_down() -> None:
     assert np.linalg.norm(lined_up - (treat_xy + offset)) < 0.015
     assert np.linalg.norm(grasping - treat_xy) < 0.012 < np.linalg.norm(lined_up - treat_xy)
     assert sim.success()
+
+
+@pytest.mark.parametrize("handover_phase, approach_error, expected", [
+    ("descend", 0.05, "approach"),  # low and 2+ cm off the treat: back up over it first
+    ("descend", 0.0, "descend"),  # low, over the treat, fingers open
+    ("carry", 0.0, "carry"),  # the treat in hand, at the carry height: lift is done at once, carry on
+])
+def test_the_expert_takes_over_from_another_controllers_state(handover_phase: str, approach_error: float,
+                                                              expected: str) -> None:
+    """DAgger-style data: a fresh expert picks its phase from the state it is handed and finishes."""
+    from hpt_ros.sim.kinematics import TCP_INDEX, forward_kinematics
+
+    sim = FeedDogSim(seed=21, episode=4)
+    first = _expert(4, approach_error=approach_error)
+    ticks = [0]
+
+    def until_handover(k, sim, expert):
+        if expert.phase == handover_phase:
+            ticks[0] += 1
+
+    # the first controller runs until 0.4 s into the phase, then stops (a policy being switched off)
+    for _ in range(int(10 * RATE)):
+        _run(sim, first, 1.0 / RATE, until_handover)
+        if ticks[0] >= int(0.4 * RATE):
+            break
+    assert first.phase == handover_phase
+    tcp = forward_kinematics(sim.joint_positions()[:7])[TCP_INDEX][:3, 3]
+    off = np.linalg.norm(tcp[:2] - sim.treat_position()[:2])
+    second = _expert(40)
+    phases, targets = _run(sim, second, 12.0)
+    assert phases[0] == expected, (phases[0], off)
+    if expected == "approach":
+        assert off > 0.012 and tcp[2] < second.hover_height
+    assert sim.success()
+    if expected == "carry":  # it keeps squeezing the treat it was handed: no reopening from a fresh expert's open hand
+        assert targets[0][7] < 0.03

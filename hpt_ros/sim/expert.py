@@ -6,6 +6,8 @@ the measured joint positions into the next joint target (7 arm joints + the fing
 
 ``approach`` (TCP above the treat) -> ``descend`` (fingers around it) -> ``grasp`` (close)
 -> ``lift`` -> ``carry`` (above the bowl) -> ``release`` (open) -> ``done`` (hold above).
+It can take over from any state (a policy's, for DAgger-style data): the first tick picks
+the phase from the measured pose (holding the treat, low over it, or anywhere else).
 
 The TCP reference moves along straight lines at ``speed`` m/s; each tick's joint target
 is the reference pose solved by damped-least-squares IK (``kinematics.ik_step``, tool
@@ -111,6 +113,17 @@ class FeedDogExpert:
             return bowl + [0.0, 0.0, self.carry_height]
         return bowl + [0.0, 0.0, self.release_height]
 
+    def _takeover_phase(self, tcp: NDArray[np.float64], finger: float, treat: NDArray[np.float64]) -> str:
+        """The phase to start in from wherever the arm is (the reset pose, or a policy's state when
+        the expert takes over): holding the treat -> ``lift``; low and over it -> ``descend``;
+        otherwise ``approach`` (which first rises to the hover height above the treat)."""
+        if 0.006 < finger < 0.03 and float(np.linalg.norm(tcp - treat)) < 0.03:
+            return "lift"
+        low = self.grasp_height < tcp[2] < self.hover_height - 0.01
+        if low and float(np.linalg.norm(tcp[:2] - treat[:2])) < 0.012:
+            return "descend"
+        return "approach"
+
     def _advance(self, reached: bool, finger: float) -> None:
         """Phase changes from the reference having reached its goal and the measured finger."""
         self._phase_ticks += 1
@@ -140,6 +153,8 @@ class FeedDogExpert:
         if self._ref_q is None:
             self._ref_q = pos[:7].copy()
             self._ref_tcp = forward_kinematics(self._ref_q)[TCP_INDEX][:3, 3].copy()
+            self.phase = self._takeover_phase(self._ref_tcp, float(pos[7]), treat)
+            self._finger = float(np.clip(pos[7], 0.0, FINGER_OPEN))
         assert self._ref_tcp is not None
         goal = self._goal(treat, bowl_xy)
         error = goal - self._ref_tcp

@@ -14,7 +14,14 @@
   records ``duration_s`` into ``out_dir/episode_NNNN`` (rosbag2/mcap + episode.yaml), the
   bag timestamps being receive times on the (simulated) clock.
 
-Rendering dominates the cost: about 4 s of wall time per 10 s episode at 224x224 and
+``record_takeover_episodes(out_dir, spec, engine, count, takeover_s=...)`` adds a policy
+(DAgger-style data): after each reset the ``PolicyNode`` drives for ``takeover_s``
+(the recorder's settle time), then motion is disabled for it, the expert takes over from
+the state the policy left (``FeedDogExpert`` picks its phase from it) and only the
+expert's correction and completion are recorded. A policy trained on these sees its own
+mistakes paired with the way out of them.
+
+Rendering dominates the cost: about 8 s of wall time per 10 s episode at 224x224 and
 15 Hz on one core. Scene episode numbers are the
 episode indices in ``out_dir`` (the recorder's ``next_episode_index``), so use another
 ``seed`` for a held-out set recorded into another folder.
@@ -28,7 +35,7 @@ from typing import Any
 
 from hpt_ros.spec import RobotSpec
 
-__all__ = ["record_sim_episodes"]
+__all__ = ["record_sim_episodes", "record_takeover_episodes"]
 
 
 def record_sim_episodes(
@@ -53,13 +60,45 @@ def record_sim_episodes(
 
     Raises ``RuntimeError`` when the recorder ends with an error.
     """
+    return _record(out_dir, spec, count, seed=seed, duration_s=duration_s, width=width, height=height,
+                   camera_rate_hz=camera_rate_hz, joint_state_rate_hz=joint_state_rate_hz, noise=noise,
+                   perturbation=perturbation, approach_error=approach_error, task=task, start_time=start_time,
+                   quiet=quiet)
+
+
+def record_takeover_episodes(
+    out_dir: str | Path,
+    spec: RobotSpec,
+    engine: Any,
+    count: int,
+    *,
+    takeover_s: float,
+    seed: int = 1,
+    duration_s: float = 10.0,
+    **kwargs: Any,
+) -> list[Path]:
+    """Record ``count`` episodes in which ``engine`` (a policy) drives for ``takeover_s`` after each
+    reset and the expert then takes over; only the expert's part is recorded (``duration_s``).
+    Other keyword arguments as for :func:`record_sim_episodes`."""
+    if not takeover_s > 0:
+        raise ValueError(f"takeover_s must be > 0 (the policy's time before the expert takes over), got {takeover_s}")
+    return _record(out_dir, spec, count, seed=seed, duration_s=duration_s, engine=engine, settle_s=takeover_s,
+                   **kwargs)
+
+
+def _record(out_dir: str | Path, spec: RobotSpec, count: int, *, seed: int, duration_s: float, width: int = 224,
+            height: int = 224, camera_rate_hz: float = 15.0, joint_state_rate_hz: float = 100.0,
+            noise: float = 0.01, perturbation: float = 0.03, approach_error: float = 0.0, task: str = "feed_dog",
+            start_time: float = 1.7e9, quiet: bool = True, engine: Any = None, settle_s: float = 1.0) -> list[Path]:
     from hpt_ros.nodes.fake_robot import FakeRobot
     from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
     from hpt_ros.nodes.teleop_recorder import TeleopRecorder
     from hpt_ros.ros.replay import ReplayTransport
 
     out_dir = Path(out_dir)
-    loggers = [logging.getLogger(f"hpt_ros.{n}") for n in ("fake_robot", "scripted_teleop", "teleop_recorder")]
+    names = ("fake_robot", "scripted_teleop", "teleop_recorder") + (("policy_node", "runtime", "safety")
+                                                                    if engine is not None else ())
+    loggers = [logging.getLogger(f"hpt_ros.{n}") for n in names]
     levels = [lg.level for lg in loggers]
     if quiet:
         for lg in loggers:
@@ -75,8 +114,12 @@ def record_sim_episodes(
                                                                 "approach_error": approach_error}), spec)
         recorder = TeleopRecorder(world.sibling("teleop_recorder", {
             "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
-            "reset_robot": True, "keyboard": False, "fsync": False, "min_free_gb": 0.01, "status_period_s": 0,
-            "task": task, "operator": "scripted_teleop", "notes": f"simulated time, scene seed {seed}"}), spec)
+            "reset_robot": True, "reset_settle_s": float(settle_s), "keyboard": False, "fsync": False,
+            "min_free_gb": 0.01, "status_period_s": 0, "task": task, "operator": "scripted_teleop",
+            "notes": f"simulated time, scene seed {seed}" + (
+                f"; the expert took over from a policy after {settle_s:g} s" if engine is not None else "")}), spec)
+        if engine is not None:
+            _hand_over_while_recording(world, spec, engine, recorder)
         world.run(stop=lambda: recorder.finished)
     finally:
         for lg, level in zip(loggers, levels):
@@ -84,3 +127,27 @@ def record_sim_episodes(
     if recorder.exit_code != 0:
         raise RuntimeError(f"the teleop recorder failed: {recorder.last_event}")
     return list(recorder.saved)
+
+
+def _hand_over_while_recording(world: Any, spec: RobotSpec, engine: Any, recorder: Any) -> None:
+    """A policy node that drives while the recorder resets and settles, and is disabled while it
+    records (the scripted teleoperator moves only then: it follows the recorder's status)."""
+    from hpt_ros.nodes.policy_node import PolicyNode
+
+    policy = PolicyNode(world.sibling("policy_node", {"auto_enable": False}), spec, engine=engine)
+    switch = world.sibling("takeover")
+    last = [None]
+
+    def on_tick() -> None:
+        state = recorder.state
+        if state == last[0]:
+            return
+        now = switch.now()
+        if state == "resetting":  # a new scene: forget the last episode's chunks, drive
+            policy.runtime.reset()
+            policy.runtime.set_enabled(True, now)
+        elif state == "recording":
+            policy.runtime.set_enabled(False, now)
+        last[0] = state
+
+    switch.create_timer(0.01, on_tick, group="takeover")
