@@ -16,6 +16,11 @@
    policy ignores the cameras and reaches for the average treat position). Small noise on
    the training states (``--state-noise``) keeps it from reading the treat's place off
    the arm's own pose alone.
+   With ``--takeover-episodes N`` (DAgger, one round): a first model trained on the
+   demonstrations (or ``--takeover-model``) drives N more scenes (seed ``--seed`` + 1);
+   after ``--takeover-times`` seconds (cycled over the episodes) the expert takes over
+   from wherever the policy brought the arm and only its correction and completion are
+   recorded (``record_takeover_episodes``); the final model trains on both sets.
 3. Writes the final checkpoint (``hpt.yaml`` + ``model.safetensors``) to ``--out`` with
    ``summary.yaml`` and ``loss_curve.png`` beside it.
 4. With ``--evaluate N``: the untrained model (the same run with 0 steps: normaliser
@@ -34,6 +39,7 @@ policy was trained on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 import sys
@@ -71,7 +77,10 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        steps: int = 14000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
                        width: int = 224, height: int = 224, camera_rate_hz: float = 15.0, work: str | None = None,
                        threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000,
-                       image_feature_norm: bool = True, state_noise: float = 0.25) -> Path:
+                       image_feature_norm: bool = True, state_noise: float = 0.25, takeover_episodes: int = 0,
+                       takeover_model: str | None = None,
+                       takeover_times: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
+                       takeover_duration_s: float = 10.0) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
@@ -102,6 +111,11 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                              save_every=steps, seed=seed, cache_dir=str(work_dir / "cache"), export_onnx=False,
                              threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype,
                              image_feature_norm=image_feature_norm, state_noise=state_noise)
+        if takeover_episodes > 0:
+            taken_over = _record_takeovers(work_dir, spec, config, takeover_episodes, takeover_model, takeover_times,
+                                           seed=seed + 1, duration_s=takeover_duration_s, width=width, height=height,
+                                           camera_rate_hz=camera_rate_hz, threads=threads)
+            config = dataclasses.replace(config, episodes=[str(demos), str(taken_over)])
         shutil.rmtree(work_dir / "run", ignore_errors=True)
         result = trainer.run_training(config)
         shutil.rmtree(out, ignore_errors=True)
@@ -126,7 +140,9 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
         summary["made_by"] = {"command": "python -m hpt_ros.train.default_model", "episodes": episodes,
                               "duration_s": duration_s, "seed": seed, "camera": f"{width}x{height}",
                               "encoder_dtype": encoder_dtype, "image_feature_norm": image_feature_norm,
-                              "state_noise": state_noise, "seconds": round(time.perf_counter() - started, 1)}
+                              "state_noise": state_noise, "takeover_episodes": takeover_episodes,
+                              "takeover_times_s": list(takeover_times) if takeover_episodes else None,
+                              "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
         if evaluate > 0:
             _evaluate(out, config, work_dir, evaluate, eval_seed, threads)
@@ -136,10 +152,41 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _record_takeovers(work_dir: Path, spec, config, count: int, model: str | None, times: tuple[float, ...], *,
+                      seed: int, threads: int | None, **recording) -> Path:
+    """DAgger's data: ``count`` scenes driven by ``model`` (default: a model trained on the
+    demonstrations alone, ``work_dir/round0``) until the expert takes over; returns their folder."""
+    from hpt_ros.engine.factory import load_engine
+
+    from . import trainer
+    from .sim_demos import record_takeover_episodes
+
+    folder = work_dir / "takeover"
+    done = len(list(folder.glob("episode_*"))) if folder.is_dir() else 0
+    if done >= count:
+        return folder
+    if model is None:
+        first = dataclasses.replace(config, out=str(work_dir / "round0"))
+        if not (Path(first.out) / trainer.MODEL_DIR / "hpt.yaml").is_file():
+            shutil.rmtree(first.out, ignore_errors=True)
+            logger.info("DAgger round 0: training on the demonstrations alone (%s)", first.out)
+            model = str(trainer.run_training(first).model_dir)
+        else:
+            model = str(Path(first.out) / trainer.MODEL_DIR)
+    engine = load_engine(model, spec, threads=threads)
+    # the same number of scenes per takeover time, in turn, so a rerun continues where it stopped
+    per_time = -(-count // len(times))
+    for i, takeover_s in enumerate(times):
+        have = len(list(folder.glob("episode_*"))) if folder.is_dir() else 0
+        want = min(count, per_time * (i + 1)) - have
+        if want > 0:
+            logger.info("recording %d scenes driven by %s for %g s, then by the expert", want, model, takeover_s)
+            record_takeover_episodes(folder, spec, engine, want, takeover_s=takeover_s, seed=seed, **recording)
+    return folder
+
+
 def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None) -> None:
     """The expert, ``model`` and the untrained model on the same held-out scenes -> ``model/sim_eval.md``."""
-    import dataclasses
-
     from hpt_ros.evaluate.compare import compare, results_table
 
     from . import trainer
@@ -176,6 +223,12 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                         help="feed the stems the raw ResNet features (upstream HPT)")
     parser.add_argument("--state-noise", type=float, default=0.25,
                         help="Gaussian noise on training states, in units of each dimension's std")
+    parser.add_argument("--takeover-episodes", type=int, default=0, metavar="N",
+                        help="DAgger: N more scenes driven by a first model until the expert takes over")
+    parser.add_argument("--takeover-model", default=None,
+                        help="the policy that drives them (default: trained on the demonstrations first)")
+    parser.add_argument("--takeover-times", default="1.5,3,4.5,6",
+                        help="seconds the policy drives before the expert takes over, cycled over the scenes")
     parser.add_argument("--evaluate", type=int, default=0, metavar="N",
                         help="then sim-eval the expert, the model and the untrained model on N held-out scenes")
     parser.add_argument("--eval-seed", type=int, default=1000, help="scene seed of the held-out scenes")
@@ -193,9 +246,21 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               encoder_dtype=args.encoder_dtype, width=args.width, height=args.height,
                               camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
                               evaluate=args.evaluate, eval_seed=args.eval_seed,
-                              image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise)
+                              image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise,
+                              takeover_episodes=args.takeover_episodes, takeover_model=args.takeover_model,
+                              takeover_times=_seconds_list(args.takeover_times, "--takeover-times"))
     print(f"default model written to {path}")
     return 0
+
+
+def _seconds_list(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SystemExit(f"{flag}: expected comma-separated seconds, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise SystemExit(f"{flag}: expected positive seconds, got {text!r}")
+    return values
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -130,11 +130,14 @@ def _record(out_dir: str | Path, spec: RobotSpec, count: int, *, seed: int, dura
 
 
 def _hand_over_while_recording(world: Any, spec: RobotSpec, engine: Any, recorder: Any) -> None:
-    """A policy node that drives while the recorder resets and settles, and is disabled while it
-    records (the scripted teleoperator moves only then: it follows the recorder's status)."""
+    """A policy node that drives from each reset while the recorder settles and is disabled,
+    its engine taken away, while the recorder records (the scripted teleoperator moves only
+    then: it follows the recorder's status): no policy command and no inference overlaps the
+    expert's part."""
     from hpt_ros.nodes.policy_node import PolicyNode
 
     policy = PolicyNode(world.sibling("policy_node", {"auto_enable": False}), spec, engine=engine)
+    runtime = policy.runtime
     switch = world.sibling("takeover")
     last = [None]
 
@@ -142,12 +145,13 @@ def _hand_over_while_recording(world: Any, spec: RobotSpec, engine: Any, recorde
         state = recorder.state
         if state == last[0]:
             return
-        now = switch.now()
-        if state == "resetting":  # a new scene: forget the last episode's chunks, drive
-            policy.runtime.reset()
-            policy.runtime.set_enabled(True, now)
+        if state == "resetting":  # a new scene: the last one's chunks forgotten, drive
+            runtime.engine = engine
+            runtime.reset()
+            runtime.set_enabled(True, switch.now())
         elif state == "recording":
-            policy.runtime.set_enabled(False, now)
+            runtime.set_enabled(False, switch.now())
+            runtime.engine = None
         last[0] = state
 
     switch.create_timer(0.01, on_tick, group="takeover")
