@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+
+from _processes import stop_children
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file: make the package importable
@@ -108,13 +109,7 @@ def measure(transport: str, args: argparse.Namespace, spec) -> Rates:
         with lock:
             n1, last = len(commands), diagnostics[-1]
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGINT)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_children(procs.values())
         bench.shutdown()
         log.close()
     (ta, a), (tb, b) = first, last

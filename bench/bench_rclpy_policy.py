@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
+
+from _processes import stop_children
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a file: make the package importable
@@ -122,11 +123,7 @@ def main() -> None:
         events = int(diagnostics.get("hold_events", "0")) - start_events
         frames_sent = sent["frames"] - start_frames
     finally:
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_children([node_proc])
         bench.shutdown()
         log.close()
     rate = len(window) / elapsed

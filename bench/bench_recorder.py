@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -42,6 +43,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _processes import stop_children
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMERAS = ("/wrist_camera/color/image_raw", "/third_person_camera/color/image_raw")
@@ -350,13 +353,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         ctl.shutdown()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop_children(procs, signal.SIGTERM, timeout_s=10)
         if not args.keep:
             import shutil
 
@@ -372,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joint-rate", type=float, default=1000.0)
     parser.add_argument("--dir", default=None, help="where the bag goes (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the bag and logs")
-    parser.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default 150 + pid % 50)")
+    parser.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default 150 + pid %% 50)")
     parser.add_argument("--recorder-nice", type=int, default=0,
                         help="nice value for the recorder's threads (negative: needs root), to test CPU contention")
     parser.add_argument("--recorder-args", nargs=argparse.REMAINDER, default=[],
