@@ -59,6 +59,7 @@ def commands_for(transport: str, args: argparse.Namespace) -> dict[str, list[str
 
 
 def measure(transport: str, args: argparse.Namespace, spec) -> Rates:
+    from hpt_ros.msgs import messages
     from hpt_ros.msgs.messages import fill_bool
     from hpt_ros.ros import make_transport
     from hpt_ros.ros.transport import QOS_DEFAULT
@@ -78,10 +79,10 @@ def measure(transport: str, args: argparse.Namespace, spec) -> Rates:
             commands.append(time.monotonic())
 
     def on_diagnostics(msg) -> None:
-        for status in msg.status:
-            if status.name.endswith("policy"):
-                with lock:
-                    diagnostics.append((time.monotonic(), {kv.key: kv.value for kv in status.values}))
+        values = messages.diagnostic_values(msg, "policy")
+        if values is not None:
+            with lock:
+                diagnostics.append((time.monotonic(), values))
 
     enable = bench.create_publisher(spec.safety.enable_topic, "std_msgs/msg/Bool", QOS_DEFAULT)
 

@@ -118,11 +118,11 @@ def soak(args: argparse.Namespace, spec, log_path: pathlib.Path) -> dict[str, An
                 latencies.append((now, (wall - messages.stamp_to_seconds(header.stamp)) * 1e3))
 
     def on_diagnostics(msg: Any) -> None:
-        for s in msg.status:
-            if s.name.endswith("policy"):
-                with lock:
-                    diagnostics.clear()
-                    diagnostics.update({kv.key: kv.value for kv in s.values})
+        values = messages.diagnostic_values(msg, "policy")
+        if values is not None:
+            with lock:
+                diagnostics.clear()
+                diagnostics.update(values)
 
     def on_status(msg: Any) -> None:
         try:

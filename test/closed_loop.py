@@ -70,10 +70,10 @@ class Watcher:
                 self.joints.append((time.monotonic(), q))
 
         def on_diagnostics(msg):
-            for status in msg.status:
-                if status.name.endswith("policy"):
-                    with self.lock:
-                        self.diagnostics = {kv.key: kv.value for kv in status.values}
+            values = messages.diagnostic_values(msg, "policy")
+            if values is not None:
+                with self.lock:
+                    self.diagnostics = values
 
         self.t.create_subscription(spec.action.command.topic, spec.action.command.type, on_command, QOS_DEFAULT)
         self.t.create_subscription("/joint_states", "sensor_msgs/msg/JointState", on_joint_state, QOS_DEFAULT)

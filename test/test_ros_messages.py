@@ -293,6 +293,9 @@ def test_fill_diagnostic_array(flavour: Any) -> None:
     assert [s.name for s in back.status] == ["policy", "cam"]
     assert back.status[0].level == 1 and back.status[0].values[0].key == "age_s"
     assert back.status[0].values[0].value == "0.4" and back.status[1].values == []
+    # and read back by name: the first status whose name ends with the suffix
+    assert m.diagnostic_values(back, "policy") == {"age_s": "0.4"}
+    assert m.diagnostic_values(back, "cam") == {} and m.diagnostic_values(back, "robot") is None
 
 
 @pytest.mark.parametrize("call,match", [

@@ -20,6 +20,7 @@ from .stamps import seconds_to_stamp
 __all__ = [
     "DiagnosticStatusTuple",
     "fill_bool",
+    "diagnostic_values",
     "fill_diagnostic_array",
     "fill_float64_multi_array",
     "fill_joint_state",
@@ -171,3 +172,12 @@ def fill_diagnostic_array(msg: Any, statuses: Sequence[DiagnosticStatusTuple], s
         built.append(status)
     msg.status = built
     return msg
+
+
+def diagnostic_values(msg: Any, name_suffix: str) -> dict[str, str] | None:
+    """The key/values of the first status in a diagnostic_msgs/DiagnosticArray whose name ends
+    with ``name_suffix`` (``"policy"`` for the policy node's); None when there is none."""
+    for status in msg.status:
+        if str(status.name).endswith(name_suffix):
+            return {str(kv.key): str(kv.value) for kv in status.values}
+    return None

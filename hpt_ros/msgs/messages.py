@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .commands import (
     DiagnosticStatusTuple,
+    diagnostic_values,
     fill_bool,
     fill_diagnostic_array,
     fill_float64_multi_array,
@@ -45,6 +46,7 @@ __all__ = [
     "JOINT_STATE_FIELDS",
     "MessageConversionError",
     "compressed_image_to_rgb",
+    "diagnostic_values",
     "fill_bool",
     "fill_diagnostic_array",
     "fill_float64_multi_array",

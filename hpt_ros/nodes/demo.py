@@ -135,10 +135,10 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
         command_times.append(time.monotonic())
 
     def on_diagnostics(msg: Any) -> None:
-        for s in msg.status:
-            if s.name.endswith("policy"):
-                diagnostics.clear()
-                diagnostics.update({kv.key: kv.value for kv in s.values})
+        values = messages.diagnostic_values(msg, "policy")
+        if values is not None:
+            diagnostics.clear()
+            diagnostics.update(values)
 
     def on_status(msg: Any) -> None:
         try:
