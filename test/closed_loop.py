@@ -249,8 +249,8 @@ def run_closed_loop(tmp_path, spec, model, *, robot_stack: str, policy_stack: st
 
 
 def check_limits_and_steps(spec, commands: list[tuple[float, float, np.ndarray]], rate_hz: float) -> None:
-    """No command beyond the joint limits; between commands of consecutive ticks (by their stamps,
-    so no hold lies between them) no step beyond the maximum per tick."""
+    """No command beyond the joint limits; between commands at most 3 ticks apart (by their stamps,
+    so no long hold lies between them) no step beyond the maximum per tick times the ticks."""
     lower, upper, velocity = spec.joint_limits_arrays(spec.action.arm_joints)
     max_step = spec.safety.max_velocity_fraction * velocity / rate_hz
     assert len(commands) >= 50, f"only {len(commands)} commands"
@@ -259,7 +259,9 @@ def check_limits_and_steps(spec, commands: list[tuple[float, float, np.ndarray]]
     ordered = sorted(commands, key=lambda c: c[1])
     steps_checked = 0
     for (_, s0, a), (_, s1, b) in zip(ordered, ordered[1:]):
-        if s1 - s0 < 1.5 / rate_hz:
-            assert np.all(np.abs(b - a) <= max_step + 1e-6), (s0, s1, b - a, max_step)
+        ticks = (s1 - s0) * rate_hz
+        if ticks < 3.5:  # a loaded executor skips ticks: each command still moves at most one step
+            k = max(1, round(ticks))
+            assert np.all(np.abs(b - a) <= k * max_step + 1e-6), (s0, s1, b - a, max_step)
             steps_checked += 1
-    assert steps_checked >= 10, f"only {steps_checked} consecutive-tick steps to check"
+    assert steps_checked >= 10, f"only {steps_checked} steps of at most 3 ticks to check"
