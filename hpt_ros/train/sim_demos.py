@@ -55,15 +55,55 @@ def record_sim_episodes(
     task: str = "feed_dog",
     start_time: float = 1.7e9,
     quiet: bool = True,
+    reset_settle_s: float = 1.0,
+    policy_engine: Any = None,
 ) -> list[Path]:
     """Record ``count`` episodes into ``out_dir``; returns the saved episode folders.
 
+    ``policy_engine``: a policy that drives during each reset's ``reset_settle_s`` and is
+    switched off when recording starts (see :func:`record_takeover_episodes`).
+
     Raises ``RuntimeError`` when the recorder ends with an error.
     """
-    return _record(out_dir, spec, count, seed=seed, duration_s=duration_s, width=width, height=height,
-                   camera_rate_hz=camera_rate_hz, joint_state_rate_hz=joint_state_rate_hz, noise=noise,
-                   perturbation=perturbation, approach_error=approach_error, task=task, start_time=start_time,
-                   quiet=quiet)
+    from hpt_ros.nodes.fake_robot import FakeRobot
+    from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
+    from hpt_ros.nodes.teleop_recorder import TeleopRecorder
+    from hpt_ros.ros.replay import ReplayTransport
+
+    out_dir = Path(out_dir)
+    notes = f"simulated time, scene seed {seed}"
+    if policy_engine is not None:
+        notes += f"; the expert took over from a policy after {reset_settle_s:g} s"
+    names = ("fake_robot", "scripted_teleop", "teleop_recorder") + (("policy_node", "runtime", "safety")
+                                                                    if policy_engine is not None else ())
+    loggers = [logging.getLogger(f"hpt_ros.{n}") for n in names]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        common: dict[str, Any] = {"seed": seed, "task": task}
+        world = ReplayTransport("fake_robot", {**common, "width": width, "height": height,
+                                               "camera_rate_hz": camera_rate_hz,
+                                               "joint_state_rate_hz": joint_state_rate_hz},
+                                start_time=start_time, record=False)
+        FakeRobot(world, spec)
+        ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise, "perturbation": perturbation,
+                                                                "approach_error": approach_error}), spec)
+        recorder = TeleopRecorder(world.sibling("teleop_recorder", {
+            "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
+            "reset_robot": True, "reset_settle_s": float(reset_settle_s), "keyboard": False, "fsync": False,
+            "min_free_gb": 0.01, "status_period_s": 0, "task": task, "operator": "scripted_teleop",
+            "notes": notes}), spec)
+        if policy_engine is not None:
+            _hand_over_while_recording(world, spec, policy_engine, recorder)
+        world.run(stop=lambda: recorder.finished)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    if recorder.exit_code != 0:
+        raise RuntimeError(f"the teleop recorder failed: {recorder.last_event}")
+    return list(recorder.saved)
 
 
 def record_takeover_episodes(
@@ -82,51 +122,8 @@ def record_takeover_episodes(
     Other keyword arguments as for :func:`record_sim_episodes`."""
     if not takeover_s > 0:
         raise ValueError(f"takeover_s must be > 0 (the policy's time before the expert takes over), got {takeover_s}")
-    return _record(out_dir, spec, count, seed=seed, duration_s=duration_s, engine=engine, settle_s=takeover_s,
-                   **kwargs)
-
-
-def _record(out_dir: str | Path, spec: RobotSpec, count: int, *, seed: int, duration_s: float, width: int = 224,
-            height: int = 224, camera_rate_hz: float = 15.0, joint_state_rate_hz: float = 100.0,
-            noise: float = 0.01, perturbation: float = 0.03, approach_error: float = 0.0, task: str = "feed_dog",
-            start_time: float = 1.7e9, quiet: bool = True, engine: Any = None, settle_s: float = 1.0) -> list[Path]:
-    from hpt_ros.nodes.fake_robot import FakeRobot
-    from hpt_ros.nodes.scripted_teleop import ScriptedTeleopNode
-    from hpt_ros.nodes.teleop_recorder import TeleopRecorder
-    from hpt_ros.ros.replay import ReplayTransport
-
-    out_dir = Path(out_dir)
-    names = ("fake_robot", "scripted_teleop", "teleop_recorder") + (("policy_node", "runtime", "safety")
-                                                                    if engine is not None else ())
-    loggers = [logging.getLogger(f"hpt_ros.{n}") for n in names]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    try:
-        common: dict[str, Any] = {"seed": seed, "task": task}
-        world = ReplayTransport("fake_robot", {**common, "width": width, "height": height,
-                                               "camera_rate_hz": camera_rate_hz,
-                                               "joint_state_rate_hz": joint_state_rate_hz},
-                                start_time=start_time, record=False)
-        FakeRobot(world, spec)
-        ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise, "perturbation": perturbation,
-                                                                "approach_error": approach_error}), spec)
-        recorder = TeleopRecorder(world.sibling("teleop_recorder", {
-            "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
-            "reset_robot": True, "reset_settle_s": float(settle_s), "keyboard": False, "fsync": False,
-            "min_free_gb": 0.01, "status_period_s": 0, "task": task, "operator": "scripted_teleop",
-            "notes": f"simulated time, scene seed {seed}" + (
-                f"; the expert took over from a policy after {settle_s:g} s" if engine is not None else "")}), spec)
-        if engine is not None:
-            _hand_over_while_recording(world, spec, engine, recorder)
-        world.run(stop=lambda: recorder.finished)
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-    if recorder.exit_code != 0:
-        raise RuntimeError(f"the teleop recorder failed: {recorder.last_event}")
-    return list(recorder.saved)
+    return record_sim_episodes(out_dir, spec, count, seed=seed, duration_s=duration_s, reset_settle_s=takeover_s,
+                               policy_engine=engine, **kwargs)
 
 
 def _hand_over_while_recording(world: Any, spec: RobotSpec, engine: Any, recorder: Any) -> None:
