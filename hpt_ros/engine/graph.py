@@ -97,6 +97,7 @@ class PolicyGraph(nn.Module):
         domain = core.normalizer[config.domain]
         domain.params_dict["action"] = LimitsNormalizer(config.action_dim)
         domain.params_dict["state"] = LimitsNormalizer(config.state_dim)
+        core.config = config.replace(action_relative=False)  # the offset is added here, to the raw state
         core = core.eval().to(self.core_dtype)
         if self.core_dtype != torch.float32:
             # The head is ~0.1 MFLOP but, in 16 bits, the largest single source of action
@@ -120,6 +121,7 @@ class PolicyGraph(nn.Module):
         self.register_buffer("pixel_shift", -mean / std)
         state_norm = policy.state_normalizer
         self.normalize_state = bool(config.normalize_state)
+        self.action_relative = bool(config.action_relative)
         self.register_buffer("state_scale", state_norm.scale.detach().float().clone())
         self.register_buffer("state_offset", state_norm.offset.detach().float().clone())
         action_norm = policy.action_normalizer
@@ -150,8 +152,8 @@ class PolicyGraph(nn.Module):
     def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """images uint8 [B, V, H, W, 3], state float32 [B, S] -> actions float32 [B, horizon, A]."""
         features = self.encode(images)
-        state = state.float()
-        if self.normalize_state:
-            state = state * self.state_scale + self.state_offset
+        raw_state = state.float()
+        state = raw_state * self.state_scale + self.state_offset if self.normalize_state else raw_state
         normalized = self.core.forward_features(features, state.to(self.core_dtype))
-        return (normalized.float() - self.action_offset) / self.action_scale
+        action = (normalized.float() - self.action_offset) / self.action_scale
+        return action + raw_state[:, None, :] if self.action_relative else action

@@ -80,6 +80,10 @@ class HPTConfig:
     #: (not in upstream HPT; off for upstream models): with a random-weight encoder the common part
     #: of every frame's features drowns what differs between frames (where the objects are)
     image_feature_norm: bool = False
+    #: the head predicts each chunk step as an offset from the input state (action = state + offset;
+    #: not in upstream HPT): the output's range is a few ticks of motion instead of the whole workspace,
+    #: and a policy cannot score by copying its input. Needs state and action to be the same joints.
+    action_relative: bool = False
 
     def __post_init__(self) -> None:
         for name in ("image_mlp_widths", "state_mlp_widths", "head_widths"):
@@ -104,6 +108,9 @@ class HPTConfig:
         if self.token_postprocessing not in TOKEN_POOLINGS:
             raise ConfigError(f"HPTConfig.token_postprocessing must be one of {TOKEN_POOLINGS}, "
                               f"got {self.token_postprocessing!r}")
+        if self.action_relative and self.state_dim != self.action_dim:
+            raise ConfigError(f"HPTConfig.action_relative needs state_dim == action_dim, got "
+                              f"{self.state_dim} and {self.action_dim}")
         for name in ("crossattn_dropout", "head_dropout", "drop_path"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ConfigError(f"HPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")

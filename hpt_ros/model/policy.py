@@ -9,7 +9,8 @@ of upstream state dicts.
 Forward pass, in upstream's order (see the fixtures README):
 state normalised -> stems (position table added to each stem input, MLP, latent
 cross-attention) -> tokens [image | state] + trunk position table -> trunk -> mean (or,
-with ``token_postprocessing: max``, max) over tokens -> head (tanh, normalised space) -> unnormalised per action step.
+with ``token_postprocessing: max``, max) over tokens -> head (tanh, normalised space) -> unnormalised per action step
+(-> plus the raw input state, with ``action_relative``).
 """
 
 from __future__ import annotations
@@ -196,9 +197,15 @@ class HPTPolicy(nn.Module):
         """Frames uint8 [B, V, H, W, 3] RGB and raw state [B, state_dim] -> actions [B, H, A]."""
         return self.forward_features(self.encode_images(images), state)
 
-    def forward_features(self, image_features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """Image features [B, V, 49, 512] and raw state [B, state_dim] -> raw actions [B, H, A]."""
-        return self._run(image_features, state, None)
+    def forward_features(
+        self, image_features: torch.Tensor, state: torch.Tensor, action_reference: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Image features [B, V, 49, 512] and raw state [B, state_dim] -> raw actions [B, H, A].
+
+        With ``action_relative`` the offsets are added to ``action_reference`` (default: ``state``);
+        training passes the clean state there while the stem sees a noisy one.
+        """
+        return self._run(image_features, state, None, action_reference)
 
     def forward_stages(
         self, image_features: torch.Tensor, state: torch.Tensor
@@ -213,6 +220,7 @@ class HPTPolicy(nn.Module):
         image_features: torch.Tensor,
         state: torch.Tensor,
         stages: dict[str, torch.Tensor] | None,
+        action_reference: torch.Tensor | None = None,
     ) -> torch.Tensor:
         c = self.config
         if not torch.jit.is_tracing():  # static shapes; the legacy tracer would only warn
@@ -240,6 +248,9 @@ class HPTPolicy(nn.Module):
         normalized_action = self.head(pooled)
         chunk = normalized_action.reshape(batch, c.action_horizon, c.action_dim)
         action = self.action_normalizer.unnormalize(chunk)
+        if c.action_relative:
+            reference = state if action_reference is None else action_reference
+            action = action + reference[:, None, :].to(action.dtype)
 
         if stages is not None:
             stages["state_normalized"] = state_norm

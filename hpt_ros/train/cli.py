@@ -79,6 +79,9 @@ def build_parser(prog: str = "hpt-ros train") -> argparse.ArgumentParser:
     opt.add_argument("--image-feature-norm", action="store_true",
                      help="standardise image features per token and channel (fitted on the training split; "
                           "helps a random-weight encoder's features count)")
+    opt.add_argument("--relative-actions", dest="action_relative", action="store_true",
+                     help="predict each chunk step as an offset from the measured joint state (state and action "
+                          "must be the same joints); default: absolute targets")
     opt.add_argument("--state-noise", type=float, default=_D.state_noise,
                      help="Gaussian noise on the training states, in units of each dimension's std (0: off)")
 
@@ -119,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, warmup_init_lr=args.warmup_init_lr,
         eta_min=args.eta_min, t_max=args.t_max, nontrunk_lr_scale=args.nontrunk_lr_scale, drop_path=args.drop_path,
         loss_beta=args.loss_beta, grad_clip=args.grad_clip, image_feature_norm=args.image_feature_norm,
-        state_noise=args.state_noise, val_fraction=args.val_fraction, seed=args.seed,
+        state_noise=args.state_noise, action_relative=args.action_relative, val_fraction=args.val_fraction, seed=args.seed,
         only_success=args.only_success, rate_hz=args.rate_hz, action_topic=args.action_topic,
         action_type=args.action_type, gripper_topic=args.gripper_topic, feature_dtype=args.feature_dtype,
         cache_dir=args.cache_dir, encoder_batch=args.encoder_batch, val_every=args.val_every,

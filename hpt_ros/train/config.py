@@ -65,6 +65,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # 0: off (upstream does not clip)
     image_feature_norm: bool = False  # standardise image features (HPTConfig.image_feature_norm)
     state_noise: float = 0.0  # Gaussian noise on training states, in units of each dimension's std
+    action_relative: bool = False  # chunk steps as offsets from the measured state (HPTConfig.action_relative)
     # data
     val_fraction: float = 0.1
     seed: int = 0

@@ -77,7 +77,8 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        steps: int = 14000, batch_size: int = 64, lr: float = 1e-3, encoder_dtype: str = "float16",
                        width: int = 224, height: int = 224, camera_rate_hz: float = 15.0, work: str | None = None,
                        threads: int | None = None, evaluate: int = 0, eval_seed: int = 1000,
-                       image_feature_norm: bool = True, state_noise: float = 0.25, takeover_episodes: int = 0,
+                       image_feature_norm: bool = True, state_noise: float = 0.25, action_relative: bool = False,
+                       takeover_episodes: int = 0,
                        takeover_model: str | None = None,
                        takeover_times: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
                        takeover_duration_s: float = 10.0) -> Path:
@@ -110,7 +111,8 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                              warmup_steps=min(100, steps // 10), val_every=max(steps // 20, 1),
                              save_every=steps, seed=seed, cache_dir=str(work_dir / "cache"), export_onnx=False,
                              threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype,
-                             image_feature_norm=image_feature_norm, state_noise=state_noise)
+                             image_feature_norm=image_feature_norm, state_noise=state_noise,
+                             action_relative=action_relative)
         if takeover_episodes > 0:
             taken_over = _record_takeovers(work_dir, spec, config, takeover_episodes, takeover_model, takeover_times,
                                            seed=seed + 1, duration_s=takeover_duration_s, width=width, height=height,
@@ -140,7 +142,8 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
         summary["made_by"] = {"command": "python -m hpt_ros.train.default_model", "episodes": episodes,
                               "duration_s": duration_s, "seed": seed, "camera": f"{width}x{height}",
                               "encoder_dtype": encoder_dtype, "image_feature_norm": image_feature_norm,
-                              "state_noise": state_noise, "takeover_episodes": takeover_episodes,
+                              "state_noise": state_noise, "action_relative": action_relative,
+                              "takeover_episodes": takeover_episodes,
                               "takeover_times_s": list(takeover_times) if takeover_episodes else None,
                               "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
@@ -223,6 +226,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                         help="feed the stems the raw ResNet features (upstream HPT)")
     parser.add_argument("--state-noise", type=float, default=0.25,
                         help="Gaussian noise on training states, in units of each dimension's std")
+    parser.add_argument("--relative-actions", action="store_true",
+                        help="chunk steps as offsets from the measured joint state instead of absolute targets")
     parser.add_argument("--takeover-episodes", type=int, default=0, metavar="N",
                         help="DAgger: N more scenes driven by a first model until the expert takes over")
     parser.add_argument("--takeover-model", default=None,
@@ -247,7 +252,7 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
                               evaluate=args.evaluate, eval_seed=args.eval_seed,
                               image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise,
-                              takeover_episodes=args.takeover_episodes, takeover_model=args.takeover_model,
+                              action_relative=args.relative_actions, takeover_episodes=args.takeover_episodes, takeover_model=args.takeover_model,
                               takeover_times=_seconds_list(args.takeover_times, "--takeover-times"))
     print(f"default model written to {path}")
     return 0

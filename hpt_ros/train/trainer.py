@@ -309,7 +309,12 @@ def _build_policy(spec: Any, config: TrainConfig) -> tuple[Any, TrunkProvenance 
             width, depth, heads = TINY_SIZE[0], TINY_SIZE[1], config.num_heads or TINY_SIZE[2]
     hpt_config = config_for_spec(spec, "small").replace(embed_dim=width, num_blocks=depth, num_heads=heads,
                                                        drop_path=float(config.drop_path),
-                                                       image_feature_norm=bool(config.image_feature_norm))
+                                                       image_feature_norm=bool(config.image_feature_norm),
+                                                       action_relative=bool(config.action_relative))
+    if config.action_relative and list(spec.state_joints) != list(spec.action.joints):
+        raise TrainError(f"--relative-actions needs the state joints and the action joints to be the same, in the "
+                         f"same order; spec {spec.source} has state {list(spec.state_joints)} and action "
+                         f"{list(spec.action.joints)}")
     if config.vision_weights:
         encoder = ImageEncoder(config.vision_weights, image_size=hpt_config.image_size)
     elif config.random_vision:
@@ -340,7 +345,11 @@ def _fit_normalizer(policy: Any, train: Any) -> None:
     from hpt_ros.model import LimitsNormalizer
 
     states = train.states.astype(np.float64)
-    actions = train.all_actions.astype(np.float64)
+    if policy.config.action_relative:
+        # every chunk step's offset from the state it was predicted from: what the head outputs
+        actions = (train.chunks.astype(np.float64) - states[:, None, :]).reshape(-1, states.shape[1])
+    else:
+        actions = train.all_actions.astype(np.float64)
     for target, data in ((policy.state_normalizer, states), (policy.action_normalizer, actions)):
         fitted = LimitsNormalizer.fit_limits(data)
         stats = fitted.input_stats
@@ -594,9 +603,11 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             feats, state_batch, target = (t.to(device, non_blocking=True) for t in train_set.batch(order(step)))
+            clean_state = state_batch
             if config.state_noise > 0:
                 state_batch = state_batch + torch.randn_like(state_batch) * state_noise_scale.to(device)
-            pred = policy.forward_features(feats, state_batch)
+            # relative actions stay offsets from the measured state: the noise only reaches the stem's input
+            pred = policy.forward_features(feats, state_batch, action_reference=clean_state)
             loss = chunk_loss(norm, pred, target, config.loss_beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
