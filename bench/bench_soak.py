@@ -125,10 +125,7 @@ def soak(args: argparse.Namespace, spec, log_path: pathlib.Path) -> dict[str, An
                 diagnostics.update(values)
 
     def on_status(msg: Any) -> None:
-        try:
-            status.update(json.loads(str(msg.data)))
-        except ValueError:
-            pass
+        status.update(messages.json_object(msg))
 
     monitor.create_subscription(spec.action.command.topic, spec.action.command.type, on_command, QOS_DEFAULT)
     monitor.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", on_diagnostics, QOS_DEFAULT)

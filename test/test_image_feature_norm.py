@@ -66,14 +66,14 @@ def test_checkpoints_keep_the_stats_and_upstream_models_have_none(tmp_path) -> N
 
 
 def test_the_trainer_fits_per_view_stats_over_the_frames_it_trains_on() -> None:
-    from hpt_ros.train.trainer import _fit_image_feature_norm
+    from hpt_ros.train.policy_setup import fit_image_feature_norm
 
-    class Samples:  # what _fit_image_feature_norm reads of a SampleSet
+    class Samples:  # what fit_image_feature_norm reads of a SampleSet
         features = np.random.default_rng(3).normal(1.0, 2.0, (10, 49, 512)).astype(np.float16)
         frame_index = np.array([[0, 5], [1, 6], [1, 6], [2, 7]])  # frames 3, 4, 8, 9 are not in the split
 
     _, normed = _policies()
-    _fit_image_feature_norm(normed, Samples(), chunk=2)
+    fit_image_feature_norm(normed, Samples(), chunk=2)
     f = Samples.features.astype(np.float64)
     for view, rows in ((0, [0, 1, 2]), (1, [5, 6, 7])):
         got_mean = normed.image_feature_mean[view * 49:(view + 1) * 49].numpy()

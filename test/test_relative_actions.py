@@ -71,22 +71,22 @@ def test_checkpoints_keep_the_setting_and_mismatched_dims_are_refused(policies, 
 
 
 def test_the_trainer_fits_the_normaliser_on_offsets(policies) -> None:
-    from hpt_ros.train.trainer import _fit_normalizer
+    from hpt_ros.train.policy_setup import fit_normalizer
 
     rng = np.random.default_rng(4)
 
-    class Samples:  # what _fit_normalizer reads of a SampleSet
+    class Samples:  # what fit_normalizer reads of a SampleSet
         states = rng.uniform(-1.0, 1.0, (20, 8)).astype(np.float32)
         chunks = (states[:, None, :] + rng.uniform(-0.05, 0.05, (20, 8, 8))).astype(np.float32)
         all_actions = chunks[:, 0, :]
 
     absolute, relative = (copy.deepcopy(p) for p in policies)
-    _fit_normalizer(relative, Samples())
+    fit_normalizer(relative, Samples())
     offsets = Samples.chunks.astype(np.float64) - Samples.states[:, None, :]
     stats = relative.action_normalizer.input_stats
     assert np.allclose(stats.min.numpy(), offsets.min((0, 1)), atol=1e-6)
     assert np.allclose(stats.max.numpy(), offsets.max((0, 1)), atol=1e-6)
-    _fit_normalizer(absolute, Samples())
+    fit_normalizer(absolute, Samples())
     assert np.allclose(absolute.action_normalizer.input_stats.min.numpy(), Samples.all_actions.min(0), atol=1e-6)
 
 

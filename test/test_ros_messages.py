@@ -298,6 +298,17 @@ def test_fill_diagnostic_array(flavour: Any) -> None:
     assert m.diagnostic_values(back, "cam") == {} and m.diagnostic_values(back, "robot") is None
 
 
+@pytest.mark.parametrize("text,expected", [
+    ('{"state": "recording", "episode": 3}', {"state": "recording", "episode": 3}),
+    ('["not", "an", "object"]', {}),
+    ("{truncated", {}),
+])
+def test_json_object_reads_a_status_string(text: str, expected: dict) -> None:
+    msg = new_idl_message("std_msgs/String")
+    msg.data = text
+    assert m.json_object(msg) == expected
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: m.fill_joint_trajectory(new_idl_message("trajectory_msgs/JointTrajectory"), ["a"], [math.nan], 0, 0.1,
                                      topic="/cmd"),

@@ -9,7 +9,7 @@ import torch
 
 from hpt_ros.model import HPTConfig, HPTPolicy
 from hpt_ros.train.config import TrainConfig
-from hpt_ros.train.trainer import chunk_loss, evaluate_samples
+from hpt_ros.train.losses import chunk_loss, evaluate_samples
 
 HORIZON, ACTION_DIM, STATE_DIM = 4, 3, 5
 LOWER, UPPER = np.array([-1.0, 0.0, 10.0]), np.array([3.0, 0.08, 10.0])  # the last dim is constant

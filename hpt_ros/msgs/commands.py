@@ -1,4 +1,4 @@
-"""Fill command and status messages from numbers, for any message flavour.
+"""Fill command and status messages from numbers, for any message flavour (and read status back).
 
 Each ``fill_*`` takes a message (from ``transport.new_message(...)``, an rclpy message or
 a rosbags dataclass), sets its fields by ROS 2 name and returns it. Numbers that go to a
@@ -8,6 +8,7 @@ are seconds on the transport's clock (``transport.now()``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "DiagnosticStatusTuple",
     "fill_bool",
     "diagnostic_values",
+    "json_object",
     "fill_diagnostic_array",
     "fill_float64_multi_array",
     "fill_joint_state",
@@ -181,3 +183,13 @@ def diagnostic_values(msg: Any, name_suffix: str) -> dict[str, str] | None:
         if str(status.name).endswith(name_suffix):
             return {str(kv.key): str(kv.value) for kv in status.values}
     return None
+
+
+def json_object(msg: Any) -> dict[str, Any]:
+    """The JSON object a std_msgs/String carries (the fake robot's task status, the recorder's
+    status); empty when the text is not a JSON object, so a garbled status is ignored, not fatal."""
+    try:
+        value = json.loads(str(msg.data))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

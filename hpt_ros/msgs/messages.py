@@ -16,6 +16,7 @@ from __future__ import annotations
 from .commands import (
     DiagnosticStatusTuple,
     diagnostic_values,
+    json_object,
     fill_bool,
     fill_diagnostic_array,
     fill_float64_multi_array,
@@ -47,6 +48,7 @@ __all__ = [
     "MessageConversionError",
     "compressed_image_to_rgb",
     "diagnostic_values",
+    "json_object",
     "fill_bool",
     "fill_diagnostic_array",
     "fill_float64_multi_array",

@@ -141,10 +141,7 @@ def cli(argv: list[str], prog: str = "hpt-ros demo") -> int:
             diagnostics.update(values)
 
     def on_status(msg: Any) -> None:
-        try:
-            status.update(json.loads(str(msg.data)))
-        except ValueError:
-            pass
+        status.update(messages.json_object(msg))
 
     def on_image(msg: Any) -> None:
         if recording.is_set():

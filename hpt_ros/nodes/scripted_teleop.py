@@ -27,7 +27,6 @@ episode starts from the reset pose; with no recorder running it moves right away
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from typing import Any
@@ -138,10 +137,7 @@ class ScriptedTeleopNode:
         self.log.info("episode %d: bowl at %s", episode, np.round(self.bowl_xy, 3).tolist())
 
     def _on_recorder_status(self, msg: Any) -> None:
-        try:
-            state = json.loads(str(msg.data)).get("state")
-        except (ValueError, AttributeError):
-            return
+        state = messages.json_object(msg).get("state")
         if isinstance(state, str):
             self.recorder_state = state
 

@@ -54,14 +54,23 @@ import collections
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from hpt_ros.msgs.errors import SerializationError
 from hpt_ros.msgs.names import normalize_type_name
 
+from .replay_bags import (
+    NS as _NS,
+    BagFeed,
+    ReplayStats,
+    decode_bag_message,
+    deserialize_published,
+    msg_class,
+    same_type,
+    serialize_for_raw,
+)
+from .replay_world import MESSAGE, Published, ReplayPublisher, ReplaySubscription, ReplayTimer, World
 from .transport import (
     QOS_DEFAULT,
     Callback,
@@ -76,233 +85,6 @@ from .transport import (
 )
 
 __all__ = ["BagFeed", "Published", "ReplayStats", "ReplayTransport", "decode_bag_message"]
-
-_NS = 1_000_000_000
-# event kinds: the order of events at the same instant
-_MESSAGE, _TIMER = 0, 1
-
-
-class Published(NamedTuple):
-    """One ``publish`` call: topic, simulated time [s], the message as published."""
-
-    topic: str
-    time: float
-    msg: Any
-
-
-@dataclass
-class ReplayStats:
-    """Counters and wall-clock seconds of a replay (shared by sibling transports).
-
-    ``callback_s`` maps ``'topic /x'`` or ``'timer Class.method'`` to the wall seconds
-    spent in those callbacks; ``read_s`` is reading bag storage, ``decode_s`` CDR decoding.
-    """
-
-    bag_messages: int = 0
-    deliveries: int = 0
-    timer_calls: int = 0
-    publishes: int = 0
-    read_s: float = 0.0
-    decode_s: float = 0.0
-    run_s: float = 0.0
-    callback_s: dict[str, float] = field(default_factory=dict)
-
-    def add(self, key: str, seconds: float) -> None:
-        self.callback_s[key] = self.callback_s.get(key, 0.0) + seconds
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "bag_messages": self.bag_messages, "deliveries": self.deliveries, "timer_calls": self.timer_calls,
-            "publishes": self.publishes, "read_s": self.read_s, "decode_s": self.decode_s, "run_s": self.run_s,
-            "callback_s": dict(sorted(self.callback_s.items())),
-        }  # fmt: skip
-
-
-# -- graph entities ----------------------------------------------------------------------------
-
-class _ReplaySubscription(Subscription):
-    def __init__(self, transport: ReplayTransport, topic: str, msg_type: str, callback: Callback,
-                 qos: QoSProfile, raw: bool):  # fmt: skip
-        self.topic = topic
-        self.msg_type = msg_type
-        self.callback = callback
-        self.qos = qos
-        self.raw = raw
-        self.transport = transport
-        self.active = True
-        self.stats_key = f"topic {topic}"
-
-    def destroy(self) -> None:
-        self.transport._world.remove_subscription(self)
-
-
-class _ReplayPublisher(Publisher):
-    def __init__(self, transport: ReplayTransport, topic: str, msg_type: str, qos: QoSProfile):
-        self.topic = topic
-        self.msg_type = msg_type
-        self.qos = qos
-        self._transport = transport
-
-    def publish(self, msg: Any) -> None:
-        """Publish a message (IDL struct, rosbags dataclass, rclpy message) or CDR bytes."""
-        self._transport._publish(self, msg)
-
-
-class _ReplayTimer(Timer):
-    def __init__(self, transport: ReplayTransport, period_ns: int, callback: Callable[[], None], group: str):
-        self.period_ns = period_ns
-        self.callback = callback
-        self.group = group
-        self.transport = transport
-        self.next_ns: int | None = None
-        self.order = 0  # creation order among the world's timers
-        self.cancelled = False
-        self.stats_key = f"timer {getattr(callback, '__qualname__', None) or repr(callback)}"
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.transport._world.timers.discard(self)
-
-
-# -- bag input -------------------------------------------------------------------------------------
-
-class BagFeed:
-    """One bag being fed into a replay (returned by ``feed_bag``).
-
-    Attributes: ``path`` (the bag), ``topics`` (the topics fed), ``offset_ns`` (added to the
-    bag's timestamps), ``start_time`` / ``end_time`` (first and last message of the bag on
-    the simulated clock [s]), ``delivered`` (messages taken from the bag so far),
-    ``exhausted``.
-    """
-
-    def __init__(self, reader: Any, topics: list[str], offset_ns: int, owned: bool):
-        self.reader = reader
-        self.path = Path(getattr(reader, "path", "<bag>"))
-        self.topics = topics
-        self.offset_ns = offset_ns
-        self.owned = owned
-        self.start_ns = int(reader.start_ns) + offset_ns
-        self.end_ns = int(reader.end_ns) + offset_ns
-        self.delivered = 0
-        self.exhausted = False
-        self.owner: Any = None
-        self._iterator: Iterator[Any] = iter(reader.messages(topics)) if topics else iter(())
-        self._checked: set[tuple[int, str]] = set()
-
-    @property
-    def start_time(self) -> float:
-        return self.start_ns / _NS
-
-    @property
-    def end_time(self) -> float:
-        return self.end_ns / _NS
-
-    def next_message(self, stats: ReplayStats) -> Any | None:
-        start = time.perf_counter()
-        try:
-            item = next(self._iterator, None)
-        finally:
-            stats.read_s += time.perf_counter() - start
-        if item is None:
-            self.close()
-        return item
-
-    def close(self) -> None:
-        if not self.exhausted:
-            self.exhausted = True
-            self._iterator = iter(())
-            if self.owned:
-                self.reader.close()
-
-
-# -- the shared world: clock, event queue, topics ----------------------------------------------------
-
-class _World:
-    """What sibling transports share: the clock, the event queue, the subscribers."""
-
-    def __init__(self, start_ns: int | None, record: bool | Iterable[str]):
-        self.now_ns = start_ns
-        self.heap: list[tuple[int, int, int, Callable[[], None]]] = []
-        self.seq = 0
-        self.timer_count = 0
-        self.subscriptions: dict[str, list[_ReplaySubscription]] = collections.defaultdict(list)
-        self.timers: set[_ReplayTimer] = set()
-        self.pending_timers: list[_ReplayTimer] = []
-        self.latched: dict[str, collections.deque] = {}
-        self.feeds: list[BagFeed] = []
-        self.published: list[Published] = []
-        self.record_all = record is True
-        self.record_topics = set() if isinstance(record, bool) else {validate_topic_name(t) for t in record}
-        self.stats = ReplayStats()
-        self.running: ReplayTransport | None = None
-        self.stop_requested = False
-
-    # -- clock -------------------------------------------------------------------
-    @property
-    def started(self) -> bool:
-        return self.now_ns is not None
-
-    def start(self, start_ns: int) -> None:
-        """Start the clock at ``start_ns`` and anchor timers created before."""
-        if self.now_ns is not None:
-            return
-        self.now_ns = int(start_ns)
-        pending, self.pending_timers = self.pending_timers, []
-        for timer in pending:
-            if not timer.cancelled:
-                self.schedule_timer(timer, self.now_ns + timer.period_ns)
-
-    # -- events --------------------------------------------------------------------
-    def push(self, t_ns: int, kind: int, action: Callable[[], None], order: int | None = None) -> None:
-        """Queue ``action`` at ``t_ns``; ties run by kind, then ``order`` (default: arrival)."""
-        self.seq += 1
-        heapq.heappush(self.heap, (int(t_ns), kind, self.seq if order is None else order, action))
-
-    def schedule_timer(self, timer: _ReplayTimer, due_ns: int) -> None:
-        timer.next_ns = due_ns
-        # timers due at the same instant run in creation order
-        self.push(due_ns, _TIMER, lambda: self.fire_timer(timer, due_ns), order=timer.order)
-
-    def fire_timer(self, timer: _ReplayTimer, due_ns: int) -> None:
-        if timer.cancelled or timer.next_ns != due_ns or timer not in self.timers:
-            return
-        self.schedule_timer(timer, due_ns + timer.period_ns)  # first, so the callback may cancel it
-        self.stats.timer_calls += 1
-        start = time.perf_counter()
-        try:
-            timer.callback()
-        finally:
-            self.stats.add(timer.stats_key, time.perf_counter() - start)
-
-    def deliver(self, sub: _ReplaySubscription, msg: Any) -> None:
-        if not sub.active:
-            return
-        self.stats.deliveries += 1
-        start = time.perf_counter()
-        try:
-            sub.callback(msg)
-        finally:
-            self.stats.add(sub.stats_key, time.perf_counter() - start)
-
-    def remove_subscription(self, sub: _ReplaySubscription) -> None:
-        sub.active = False
-        subs = self.subscriptions.get(sub.topic)
-        if subs and sub in subs:
-            subs.remove(sub)
-
-    def recording(self, topic: str) -> bool:
-        return self.record_all or topic in self.record_topics
-
-
-def _msg_class(msg_type: str) -> type | None:
-    from hpt_ros.msgs.idl.registry import MESSAGE_TYPES
-
-    return MESSAGE_TYPES.get(msg_type)
-
-
-def _same_type(a: str, b: str) -> bool:
-    return normalize_type_name(a) == normalize_type_name(b)
-
 
 class ReplayTransport(Transport):
     """Simulated clock, inline timers, in-process pub/sub and bag input (see the module docstring).
@@ -325,16 +107,16 @@ class ReplayTransport(Transport):
     def __init__(self, node_name: str = "replay", parameters: dict[str, Any] | None = None, *,
                  start_time: float | None = None, start_ns: int | None = None,
                  record: bool | Iterable[str] = True, distro: str = "humble",
-                 _world: _World | None = None):  # fmt: skip
+                 _world: World | None = None):  # fmt: skip
         super().__init__(node_name, parameters)
         if _world is None:
             if start_ns is None and start_time is not None:
                 start_ns = _to_ns(start_time, "start_time")
-            _world = _World(None if start_ns is None else int(start_ns), record)
+            _world = World(None if start_ns is None else int(start_ns), record)
         self._world = _world
         self.distro = distro
-        self._subscriptions: list[_ReplaySubscription] = []
-        self._timers: list[_ReplayTimer] = []
+        self._subscriptions: list[ReplaySubscription] = []
+        self._timers: list[ReplayTimer] = []
         self._shut_down = False
 
     def sibling(self, node_name: str, parameters: dict[str, Any] | None = None) -> ReplayTransport:
@@ -458,7 +240,7 @@ class ReplayTransport(Transport):
     # -- messages ------------------------------------------------------------------------------
     def new_message(self, msg_type: str) -> Any:
         """A default IDL struct of ``msg_type``; a ``rosbags`` dataclass for types without one."""
-        cls = _msg_class(msg_type)
+        cls = msg_class(msg_type)
         if cls is not None:
             return cls()
         from hpt_ros.data.typestores import distro_typestore
@@ -476,14 +258,14 @@ class ReplayTransport(Transport):
     def create_publisher(self, topic: str, msg_type: str, qos: QoSProfile = QOS_DEFAULT) -> Publisher:
         self._check_open(topic)
         validate_topic_name(topic)
-        return _ReplayPublisher(self, topic, normalize_type_name(msg_type), qos)
+        return ReplayPublisher(self, topic, normalize_type_name(msg_type), qos)
 
     def create_subscription(self, topic: str, msg_type: str, callback: Callback, qos: QoSProfile = QOS_DEFAULT, *,
                             raw: bool = False) -> Subscription:
         self._check_open(topic)
         validate_topic_name(topic)
         world = self._world
-        sub = _ReplaySubscription(self, topic, normalize_type_name(msg_type), callback, qos, raw)
+        sub = ReplaySubscription(self, topic, normalize_type_name(msg_type), callback, qos, raw)
         world.subscriptions[topic].append(sub)
         self._subscriptions.append(sub)
         latched = world.latched.get(topic)
@@ -492,14 +274,14 @@ class ReplayTransport(Transport):
                 self._check_type(sub, msg_type_pub, "a TRANSIENT_LOCAL publisher")
                 payload = self._payload(sub, msg, msg_type_pub)
                 # now (or first thing once the clock starts)
-                world.push(world.now_ns or 0, _MESSAGE, lambda s=sub, p=payload: world.deliver(s, p))
+                world.push(world.now_ns or 0, MESSAGE, lambda s=sub, p=payload: world.deliver(s, p))
         return sub
 
     def create_timer(self, period_s: float, callback: Callable[[], None], *, group: str = "control") -> Timer:
         self._check_open("<timer>")
         if not (isinstance(period_s, (int, float)) and math.isfinite(period_s) and period_s > 0):
             raise ValueError(f"timer period must be a positive number of seconds, got {period_s!r}")
-        timer = _ReplayTimer(self, max(1, round(float(period_s) * _NS)), callback, group)
+        timer = ReplayTimer(self, max(1, round(float(period_s) * _NS)), callback, group)
         world = self._world
         world.timer_count += 1
         timer.order = world.timer_count
@@ -560,22 +342,22 @@ class ReplayTransport(Transport):
         if self._shut_down:
             raise TransportError(f"{what}: transport of node {self.node_name!r} is shut down")
 
-    def _check_type(self, sub: _ReplaySubscription, msg_type: str, source: str) -> None:
-        if not _same_type(sub.msg_type, msg_type):
+    def _check_type(self, sub: ReplaySubscription, msg_type: str, source: str) -> None:
+        if not same_type(sub.msg_type, msg_type):
             raise TransportError(
                 f"{source}: topic {sub.topic!r} carries {normalize_type_name(msg_type)}, but node "
                 f"{sub.transport.node_name!r} subscribes to it with type {sub.msg_type}")  # fmt: skip
 
-    def _payload(self, sub: _ReplaySubscription, msg: Any, msg_type: str) -> Any:
+    def _payload(self, sub: ReplaySubscription, msg: Any, msg_type: str) -> Any:
         """What ``sub``'s callback receives for a published ``msg``: the message, or CDR bytes."""
         is_bytes = isinstance(msg, (bytes, bytearray, memoryview))
         if sub.raw:
-            return bytes(msg) if is_bytes else _serialize(msg, msg_type, self.distro, sub.topic)
+            return bytes(msg) if is_bytes else serialize_for_raw(msg, msg_type, self.distro, sub.topic)
         if is_bytes:
-            return _deserialize(bytes(msg), msg_type, self.distro, sub.topic)
+            return deserialize_published(bytes(msg), msg_type, self.distro, sub.topic)
         return msg
 
-    def _publish(self, pub: _ReplayPublisher, msg: Any) -> None:
+    def _publish(self, pub: ReplayPublisher, msg: Any) -> None:
         if self._shut_down:
             raise TransportError(f"{pub.topic}: cannot publish, transport {self.node_name!r} is shut down")
         world = self._world
@@ -591,7 +373,7 @@ class ReplayTransport(Transport):
         for sub in list(world.subscriptions.get(pub.topic, ())):
             self._check_type(sub, pub.msg_type, f"node {self.node_name!r} publishing")
             payload = self._payload(sub, msg, pub.msg_type)
-            world.push(now_ns, _MESSAGE, lambda s=sub, p=payload: world.deliver(s, p))
+            world.push(now_ns, MESSAGE, lambda s=sub, p=payload: world.deliver(s, p))
 
     def _push_next(self, feed: BagFeed) -> None:
         world = self._world
@@ -599,7 +381,7 @@ class ReplayTransport(Transport):
         if item is None:
             return
         t_ns = int(item.timestamp_ns) + feed.offset_ns
-        world.push(t_ns, _MESSAGE, lambda: self._deliver_bag(feed, item))
+        world.push(t_ns, MESSAGE, lambda: self._deliver_bag(feed, item))
 
     def _deliver_bag(self, feed: BagFeed, item: Any) -> None:
         world = self._world
@@ -615,7 +397,7 @@ class ReplayTransport(Transport):
         for sub in subs:
             key = (id(sub), topic)
             if key not in feed._checked:
-                if not _same_type(sub.msg_type, msgtype):
+                if not same_type(sub.msg_type, msgtype):
                     raise TransportError(
                         f"{feed.path}: topic {topic!r} has type {normalize_type_name(msgtype)} in the bag, but "
                         f"node {sub.transport.node_name!r} subscribes to it with type {sub.msg_type}")  # fmt: skip
@@ -630,48 +412,6 @@ class ReplayTransport(Transport):
                 finally:
                     world.stats.decode_s += time.perf_counter() - start
             world.deliver(sub, decoded)
-
-
-def decode_bag_message(reader: Any, topic: str, msgtype: str, raw: Any) -> Any:
-    """One bag message decoded as the replay delivers it: the package's IDL struct when it has one
-    and the bytes fit it, else the bag reader's ``rosbags`` dataclass (errors name bag and topic)."""
-    cls = _msg_class(msgtype)
-    if cls is not None:
-        from hpt_ros.msgs.idl import cdr
-
-        try:
-            return cdr.deserialize(raw, cls)
-        except SerializationError:
-            pass  # let the reader try the bag's own definition; it raises naming bag and topic
-    return reader.deserialize(raw, msgtype, topic=topic)
-
-
-def _serialize(msg: Any, msg_type: str, distro: str, topic: str) -> bytes:
-    cls = _msg_class(msg_type)
-    if cls is not None:
-        from hpt_ros.msgs.idl import cdr
-
-        return cdr.serialize(msg, cls)
-    from hpt_ros.data.typestores import distro_typestore
-
-    try:
-        return bytes(distro_typestore(distro).serialize_cdr(msg, normalize_type_name(msg_type)))
-    except Exception as exc:
-        raise TransportError(f"{topic} [{msg_type}]: cannot serialise for a raw subscriber: {exc}") from exc
-
-
-def _deserialize(data: bytes, msg_type: str, distro: str, topic: str) -> Any:
-    cls = _msg_class(msg_type)
-    if cls is not None:
-        from hpt_ros.msgs.idl import cdr
-
-        return cdr.deserialize(data, cls)
-    from hpt_ros.data.typestores import distro_typestore
-
-    try:
-        return distro_typestore(distro).deserialize_cdr(data, normalize_type_name(msg_type))
-    except Exception as exc:
-        raise TransportError(f"{topic} [{msg_type}]: cannot decode published CDR bytes: {exc}") from exc
 
 
 def _to_ns(seconds: float, what: str) -> int:

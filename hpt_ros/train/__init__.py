@@ -7,7 +7,10 @@ upstream HPT's recipe (smooth-L1 on normalised chunks, AdamW, warm-up + cosine),
 write a checkpoint, an ONNX file, a loss curve and a summary.
 
 * ``config``    - ``TrainConfig`` and the upstream recipe its defaults come from
-* ``trainer``   - ``run_training``, trunk loading with provenance, evaluation helpers
+* ``trainer``   - ``run_training``: the run, its checkpoints, history and resume
+* ``policy_setup`` - the policy for the spec, the pretrained trunk loaded with provenance, normalisers fitted
+* ``losses``    - the smooth-L1 chunk loss and ``evaluate_samples``
+* ``errors``    - ``TrainError``
 * ``schedule``  - warm-up + cosine learning rate as a pure function of the step
 * ``state``     - optimizer / trainer state in safetensors + YAML (no pickle), for ``--resume``
 * ``plots``     - the loss-curve PNG
@@ -41,11 +44,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "TrainError": "trainer",
+    "TrainError": "errors",
     "TrainResult": "trainer",
-    "TrunkProvenance": "trainer",
-    "evaluate_samples": "trainer",
-    "load_pretrained_trunk": "trainer",
+    "TrunkProvenance": "policy_setup",
+    "evaluate_samples": "losses",
+    "load_pretrained_trunk": "policy_setup",
     "run_training": "trainer",
     "WarmupCosine": "schedule",
     "plot_loss_curve": "plots",

@@ -139,7 +139,8 @@ def cli(argv: list[str] | None = None, prog: str = "hpt-ros train") -> int:
     from hpt_ros.model import ModelError
     from hpt_ros.spec import SpecError
 
-    from .trainer import TrainError, run_training
+    from .errors import TrainError
+    from .trainer import run_training
 
     try:
         config = config_from_args(args)

@@ -29,7 +29,6 @@ Output folder::
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import math
 import shutil
@@ -40,44 +39,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from .config import OFFICIAL_RECIPE, TrainConfig
+from .errors import TrainError
+from .losses import chunk_loss, evaluate_samples
+from .policy_setup import TrunkProvenance, build_policy, fit_image_feature_norm, fit_normalizer
 from .schedule import WarmupCosine
 from .state import load_optimizer_state, read_trainer_state, save_optimizer_state, write_trainer_state
 
-__all__ = ["TrainError", "TrainResult", "TrunkProvenance", "chunk_loss", "evaluate_samples",
-           "load_pretrained_trunk", "run_training"]
+__all__ = ["MODEL_DIR", "TrainResult", "run_training"]
 
 logger = logging.getLogger("hpt_ros.train")
 
 CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
 ONNX_FILE = "policy.onnx"
-
-
-class TrainError(RuntimeError):
-    """A run cannot start or continue (bad input, nothing to train on, incompatible resume)."""
-
-
-@dataclass(frozen=True)
-class TrunkProvenance:
-    """Where the trunk came from, with the proof that it was loaded.
-
-    ``file_sha256``: sha256 of the trunk file's bytes; ``sha256``: ``trunk_sha256`` of its
-    tensors, which the policy's ``trunk_checksum()`` equalled right after loading.
-    """
-
-    source: str
-    file: str
-    file_sha256: str
-    sha256: str
-    num_params: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "file": self.file, "file_sha256": self.file_sha256, "sha256": self.sha256,
-                "num_params": self.num_params}
 
 
 @dataclass
@@ -92,134 +69,6 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
-
-
-# -- trunk --------------------------------------------------------------------------------------------
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _trunk_dims(source: str, size: str | None, num_heads: int | None) -> tuple[Path, int, int, int]:
-    """(trunk file, embed_dim, num_blocks, num_heads) of a pretrained source."""
-    from hpt_ros.engine.factory import TINY_SIZE
-    from hpt_ros.model import TRUNK_SIZES, read_official_trunk, resolve_pretrained, trunk_size_name
-
-    path = resolve_pretrained(source)  # PretrainedNotFoundError (a FileNotFoundError) with a hint
-    file, state = read_official_trunk(path)
-    widths = {tuple(v.shape)[-1] for k, v in state.items() if k.endswith("attn.in_proj_weight")}
-    blocks = {int(k.split(".")[2]) for k in state if k.startswith("trunk.blocks.")}
-    if len(widths) != 1 or not blocks:
-        raise TrainError(f"{file}: not an HPT trunk (no trunk.blocks.*.attn.in_proj_weight)")
-    width, depth = widths.pop(), max(blocks) + 1
-    heads = num_heads
-    config_file = (path if path.is_dir() else path.parent) / "config.yaml"
-    if heads is None and config_file.is_file():
-        try:
-            network = (yaml.safe_load(config_file.read_text()) or {}).get("network", {}) or {}
-            if int(network.get("embed_dim", -1)) == width and int(network.get("num_blocks", -1)) == depth:
-                heads = int(network["num_heads"])
-        except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError):
-            heads = None
-    if heads is None and size is not None:
-        dims = TINY_SIZE if size == "tiny" else TRUNK_SIZES.get(size)
-        if dims is not None and dims[:2] == (width, depth):
-            heads = dims[2]
-    if heads is None:
-        name = trunk_size_name(width, depth)
-        if name is not None:
-            heads = TRUNK_SIZES[name][2]
-        elif (width, depth) == TINY_SIZE[:2]:
-            heads = TINY_SIZE[2]
-    if heads is None:
-        raise TrainError(f"{file}: trunk of width {width} and {depth} blocks is no published size and trunk.pth "
-                         "does not record its heads: pass --num-heads")
-    if size is not None:
-        dims = TINY_SIZE if size == "tiny" else TRUNK_SIZES.get(size)
-        if dims is None:
-            raise TrainError(f"unknown size {size!r}")
-        if dims[:2] != (width, depth):
-            raise TrainError(f"--size {size} is embed_dim {dims[0]} x {dims[1]} blocks, but the trunk {file} is "
-                             f"{width} x {depth}; drop --size or pick the matching trunk")
-    return file, width, depth, heads
-
-
-def load_pretrained_trunk(source: str, policy: Any) -> TrunkProvenance:
-    """Load a pretrained trunk (hub id, folder with trunk.pth, or a file) into ``policy`` and prove it.
-
-    ``load_official_trunk`` loads strictly and checks the policy's trunk checksum against
-    the file's tensors; this also records the sha256 of the file's bytes.
-    """
-    from hpt_ros.model import load_official_trunk, resolve_pretrained
-
-    path = resolve_pretrained(source)
-    report = load_official_trunk(path, policy)
-    if policy.trunk_checksum() != report.sha256:  # load_official_trunk checks it too; keep it visible here
-        raise TrainError(f"{report.file}: trunk checksum after loading differs from the file's")
-    provenance = TrunkProvenance(str(source), str(report.file), _file_sha256(Path(report.file)), report.sha256,
-                                 report.num_params)
-    logger.info("pretrained trunk LOADED from %s: %d tensors, %d parameters; file sha256 %s; trunk weights sha256 %s "
-                "(the policy's trunk_checksum() equals it)", report.file, report.num_keys, report.num_params,
-                provenance.file_sha256, provenance.sha256)
-    return provenance
-
-
-# -- evaluation ----------------------------------------------------------------------------------------
-
-
-def chunk_loss(normalizer: Any, pred: torch.Tensor, target: torch.Tensor, beta: float,
-               reduction: str = "mean") -> torch.Tensor:
-    """The training loss: smooth-L1 (Huber with threshold ``beta``) between predicted and target
-    chunks [B, H, A], both normalised by the policy's action normaliser, so every dimension
-    weighs by its range rather than its units."""
-    return F.smooth_l1_loss(normalizer.normalize(pred), normalizer.normalize(target), beta=beta, reduction=reduction)
-
-
-@torch.no_grad()
-def evaluate_samples(policy: Any, samples: Any, *, batch_size: int = 256, beta: float = 0.05,
-                     constant_action: np.ndarray | None = None) -> dict[str, Any]:
-    """Loss and errors on ``samples`` (a ``SampleSet``), with the policy or a constant action.
-
-    ``loss``: smooth-L1 on normalised chunks (the training loss). ``mae``: mean |error| in
-    the action's units over all steps of the chunk and all dimensions; ``mae_first``: the
-    same for the first step only (what is executed next); ``mae_first_per_dim``.
-    With ``constant_action`` (a per-step action [A]) the prediction is that action at every step.
-    """
-    n = len(samples)
-    if n == 0:
-        return {"samples": 0}
-    was_training = policy.training
-    device = next(policy.parameters()).device
-    policy.eval()
-    norm = policy.action_normalizer
-    loss_sum, abs_sum, abs_first_sum = 0.0, 0.0, None
-    count = 0
-    try:
-        for start in range(0, n, batch_size):
-            index = np.arange(start, min(start + batch_size, n))
-            feats, state, target = (t.to(device) for t in samples.batch(index))
-            if constant_action is None:
-                pred = policy.forward_features(feats, state)
-            else:
-                pred = torch.as_tensor(np.asarray(constant_action, np.float32), device=device).expand_as(target)
-            loss = chunk_loss(norm, pred, target, beta, reduction="sum")
-            err = (pred - target).abs().double()
-            loss_sum += float(loss)
-            abs_sum += float(err.sum())
-            first = err[:, 0, :].sum(0)
-            abs_first_sum = first if abs_first_sum is None else abs_first_sum + first
-            count += len(index)
-    finally:
-        policy.train(was_training)
-    horizon, dim = samples.chunks.shape[1], samples.chunks.shape[2]
-    per_dim = (abs_first_sum / count).tolist()
-    return {"samples": count, "loss": loss_sum / (count * horizon * dim), "mae": abs_sum / (count * horizon * dim),
-            "mae_first": float(sum(per_dim) / dim), "mae_first_per_dim": [float(v) for v in per_dim]}
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -293,86 +142,6 @@ def _episode_names(infos: list[Any], roots: list[str]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"{i.path.parent.name}/{i.path.name}" for i in infos]
-
-
-def _build_policy(spec: Any, config: TrainConfig) -> tuple[Any, TrunkProvenance | None]:
-    from hpt_ros.engine.factory import TINY_SIZE, config_for_spec
-    from hpt_ros.model import HPTPolicy, ImageEncoder
-
-    if config.trunk is not None:
-        _, width, depth, heads = _trunk_dims(config.trunk, config.size, config.num_heads)
-    else:
-        size = config.size or spec.model.size or "small"
-        base = config_for_spec(spec, size)
-        width, depth, heads = base.embed_dim, base.num_blocks, config.num_heads or base.num_heads
-        if size == "tiny":
-            width, depth, heads = TINY_SIZE[0], TINY_SIZE[1], config.num_heads or TINY_SIZE[2]
-    hpt_config = config_for_spec(spec, "small").replace(embed_dim=width, num_blocks=depth, num_heads=heads,
-                                                       drop_path=float(config.drop_path),
-                                                       image_feature_norm=bool(config.image_feature_norm),
-                                                       action_relative=bool(config.action_relative))
-    if config.action_relative and list(spec.state_joints) != list(spec.action.joints):
-        raise TrainError(f"--relative-actions needs the state joints and the action joints to be the same, in the "
-                         f"same order; spec {spec.source} has state {list(spec.state_joints)} and action "
-                         f"{list(spec.action.joints)}")
-    if config.vision_weights:
-        encoder = ImageEncoder(config.vision_weights, image_size=hpt_config.image_size)
-    elif config.random_vision:
-        # seeded: a checkpoint then stores the seed instead of the encoder's weights
-        encoder = ImageEncoder(random_init=True, seed=config.seed, image_size=hpt_config.image_size)
-    else:
-        raise TrainError("the vision encoder needs ResNet-18 ImageNet weights (--vision-weights FILE, a torchvision "
-                         "or timm resnet18 .pth/.safetensors); pass --random-vision to train with a random encoder "
-                         "on purpose (tests, offline demos)")
-    if config.encoder_round_dtype:
-        # Features are then computed from exactly the weights a float16/bfloat16 copy stores.
-        encoder.round_weights(config.encoder_round_dtype)
-    policy = HPTPolicy(hpt_config, encoder=encoder)
-    provenance = None
-    if config.trunk is not None:
-        provenance = load_pretrained_trunk(config.trunk, policy)
-    else:
-        logger.warning("=" * 78)
-        logger.warning("NO PRETRAINED TRUNK (--trunk not given): the trunk (%s, embed_dim %d x %d blocks) is "
-                       "RANDOMLY INITIALISED and trained from scratch on these demonstrations only.",
-                       hpt_config.size_name or ("tiny" if (width, depth, heads) == TINY_SIZE else "custom"), width,
-                       depth)
-        logger.warning("=" * 78)
-    return policy, provenance
-
-
-def _fit_normalizer(policy: Any, train: Any) -> None:
-    from hpt_ros.model import LimitsNormalizer
-
-    states = train.states.astype(np.float64)
-    if policy.config.action_relative:
-        # every chunk step's offset from the state it was predicted from: what the head outputs
-        actions = (train.chunks.astype(np.float64) - states[:, None, :]).reshape(-1, states.shape[1])
-    else:
-        actions = train.all_actions.astype(np.float64)
-    for target, data in ((policy.state_normalizer, states), (policy.action_normalizer, actions)):
-        fitted = LimitsNormalizer.fit_limits(data)
-        stats = fitted.input_stats
-        target.set_limits(stats.min.numpy(), stats.max.numpy(), mean=stats.mean.numpy(), std=stats.std.numpy())
-    policy.normalizer_source = f"training data (min/max of {len(states)} training samples)"
-
-
-def _fit_image_feature_norm(policy: Any, train: Any, chunk: int = 512) -> None:
-    """Per-view, per-token, per-channel mean and std of the training split's image features."""
-    views = train.frame_index.shape[1]
-    tokens, dim = train.features.shape[1:]
-    mean = np.zeros((views, tokens, dim))
-    std = np.ones((views, tokens, dim))
-    for v in range(views):
-        rows = np.unique(train.frame_index[:, v])
-        total, total_sq = np.zeros((tokens, dim)), np.zeros((tokens, dim))
-        for start in range(0, len(rows), chunk):  # float64 sums, a chunk of frames at a time
-            block = train.features[rows[start:start + chunk]].astype(np.float64)
-            total += block.sum(0)
-            total_sq += (block * block).sum(0)
-        mean[v] = total / max(len(rows), 1)
-        std[v] = np.sqrt(np.maximum(total_sq / max(len(rows), 1) - mean[v] ** 2, 0.0))
-    policy.set_image_feature_stats(mean.reshape(views * tokens, dim), std.reshape(views * tokens, dim))
 
 
 def _frame_size(episodes: list[Any]) -> tuple[int, int]:
@@ -451,7 +220,7 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
         logger.info("resuming from %s (step %d); trunk sha256 at the start of the run: %s", ckpt, state["step"],
                     provenance.sha256 if provenance else "none (from scratch)")
     else:
-        policy, provenance = _build_policy(spec, config)
+        policy, provenance = build_policy(spec, config)
     frozen = config.trunk_frozen if not resume else bool(state["trunk_frozen"])
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     policy.to(device)
@@ -494,9 +263,9 @@ def _run(config: TrainConfig, resume: bool, out: Path, existing: list[Path], t_s
 
     # -- normaliser (fitted on the training split; a resumed run keeps the checkpoint's)
     if not resume:
-        _fit_normalizer(policy, train_set)
+        fit_normalizer(policy, train_set)
         if config.image_feature_norm:
-            _fit_image_feature_norm(policy, train_set)
+            fit_image_feature_norm(policy, train_set)
     # state noise in units of each state dimension's spread in the training split
     state_noise_scale = torch.from_numpy(train_set.states.std(0).astype(np.float32) * float(config.state_noise))
     mean_action = train_set.all_actions.mean(0).astype(np.float32)
