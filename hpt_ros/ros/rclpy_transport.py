@@ -405,7 +405,9 @@ class RclpyTransport(Transport):
                 self._executor.spin_once(timeout_sec=timeout)
             except ExternalShutdownException:  # SIGINT / SIGTERM: rclpy's handlers shut the context down
                 return
-            except Exception as exc:  # noqa: BLE001 - re-raised unless it is the benign race below
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it is one of the benign races below
+                if type(exc).__name__ == "RCLError" and not rclpy.ok(context=self.node.context):
+                    return  # SIGINT / SIGTERM shut the context down while the executor built its wait set
                 # a timer cancelled (another thread) between the wait and its call: rcl refuses the call
                 if type(exc).__name__ != "RCLError" or "timer is canceled" not in str(exc):
                     raise

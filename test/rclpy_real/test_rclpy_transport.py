@@ -248,6 +248,24 @@ def test_spin_until_and_idempotent_shutdown() -> None:
     assert not rclpy.ok()
 
 
+def test_spin_returns_when_a_signal_shuts_the_context_down_mid_wait() -> None:
+    """SIGTERM's handler may shut the context down after spin checked it and before the executor
+    builds its wait set; rcl then refuses the wait set and spin must end cleanly, not raise."""
+    transport = make()
+    real_spin_once = transport._executor.spin_once
+
+    def signal_lands_now(timeout_sec: float | None = None) -> None:
+        rclpy.try_shutdown(context=transport.node.context)  # what rclpy's signal handler does
+        real_spin_once(timeout_sec=timeout_sec)
+
+    transport._executor.spin_once = signal_lands_now
+    try:
+        transport.spin(duration_s=5.0)
+        assert not rclpy.ok(context=transport.node.context)
+    finally:
+        transport.shutdown()
+
+
 def test_does_not_shut_down_a_context_it_did_not_create() -> None:
     rclpy.init()  # e.g. a launch file's process already called rclpy.init()
     try:
