@@ -10,7 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["share_dir", "config_dir", "models_dir", "launch_dir"]
+__all__ = ["DEFAULT_MODEL_NAME", "share_dir", "config_dir", "default_model_path", "models_dir", "launch_dir"]
+
+#: the shipped default checkpoint (what ``hpt-ros demo`` and ``sim-eval`` run unless told otherwise)
+DEFAULT_MODEL_NAME = "franka_fr3_feed_dog"
 
 
 def _candidates() -> list[Path]:
@@ -43,6 +46,15 @@ def config_dir() -> Path:
 
 def models_dir() -> Path:
     return share_dir() / "models"
+
+
+def default_model_path() -> Path | None:
+    """The shipped default checkpoint (models/franka_fr3_feed_dog), if present."""
+    try:
+        path = models_dir() / DEFAULT_MODEL_NAME
+    except FileNotFoundError:
+        return None
+    return path if (path / "hpt.yaml").is_file() else None
 
 
 def launch_dir() -> Path:

@@ -24,12 +24,31 @@ def _module_name(path: pathlib.Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: pathlib.Path) -> set[str]:
-    """Absolute names of every module ``path`` imports (``from a import b`` gives ``a`` and ``a.b``)."""
+def _is_type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _nodes(tree: ast.AST, runtime_only: bool):
+    """Every node of ``tree``; without the bodies of ``if TYPE_CHECKING:`` when ``runtime_only``."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if runtime_only and _is_type_checking(node):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def imports_of(path: pathlib.Path, runtime_only: bool = False) -> set[str]:
+    """Absolute names of every module ``path`` imports (``from a import b`` gives ``a`` and ``a.b``);
+    ``runtime_only``: without the imports that only type checkers run (``if TYPE_CHECKING:``)."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in _nodes(ast.parse(path.read_text(), filename=str(path)), runtime_only):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -79,6 +98,68 @@ def test_no_lower_layer_imports_a_higher_one():
             if other is not None and other != own and rank.get(other, len(LAYERS)) > rank[own]:
                 wrong.append(f"{path.relative_to(ROOT)} ({own}) imports {name} ({other})")
     assert not wrong, "lower layers importing higher ones:\n" + "\n".join(wrong)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the hpt_ros modules it imports at run time (lazy imports included). A module's
+    import of its own package's ``__init__`` is left out: Python runs that first anyway."""
+    modules = {_module_name(p): p for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for imported in imports_of(path, runtime_only=True):
+            while imported and imported not in modules:  # ``from a import b``: b may be a name in a
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not name.startswith(imported + "."):
+                deps.add(imported)
+        graph[name] = deps
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_the_circle_finder_finds_a_circle_and_its_members_only():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_circles(graph) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    graph = import_graph()
+    assert "hpt_ros.engine.model_check" in graph["hpt_ros.engine.export"]  # the reader sees lazy imports
+    circles = import_circles(graph)
+    assert not circles, "modules importing each other (lazy imports included):\n" + "\n".join(
+        " <-> ".join(c) for c in circles)
 
 
 def test_message_conversion_below_data_imports_no_transport_or_node():

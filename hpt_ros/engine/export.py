@@ -314,9 +314,9 @@ def cli(argv: list[str], prog: str = "hpt-ros export-onnx") -> int:
                 raise EngineError(str(exc)) from exc
         folder = Path(args.checkpoint)
         if spec is not None:
-            from .factory import _load_checkpoint
+            from .model_check import load_checked_checkpoint
 
-            policy, _ = _load_checkpoint(folder, spec)
+            policy, _ = load_checked_checkpoint(folder, spec)
         else:
             try:
                 policy, _ = load_checkpoint(folder)

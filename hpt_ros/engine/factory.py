@@ -6,11 +6,8 @@ whose normaliser is set from the spec's joint limits (sensible before any traini
 or an ``.onnx`` file with its sidecar YAML, checks that the model fits the spec, and
 returns the engine. Nothing is ever unpickled.
 
-Beyond sizes, a model records the robot spec fields it was made for (joint names and
-order, camera views, action layout: ``hpt_ros.spec.compat``). Loading under a spec that
-differs in them raises ``SpecMismatchError`` listing every difference, unless
-``allow_spec_mismatch`` is set, which logs the differences as a warning on every load.
-Topic renames and another robot name are only noted.
+Beyond sizes, the model must have been made for the spec's joints, views and action
+layout (``model_check``: ``SpecMismatchError`` unless ``allow_spec_mismatch``).
 """
 
 from __future__ import annotations
@@ -21,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Engine, EngineError, check_model_sizes
+from .model_check import SpecMismatchError, check_model_spec, load_checked_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from hpt_ros.model import HPTConfig, HPTPolicy
     from hpt_ros.spec import RobotSpec
-    from hpt_ros.spec.compat import SpecComparison
 
 __all__ = [
     "BACKENDS",
@@ -49,10 +46,6 @@ TINY_SIZE: tuple[int, int, int] = (64, 2, 4)
 """``size="tiny"``: (embed_dim, num_blocks, num_heads) of the official test fixture; for tests."""
 
 _NOT_DOMAIN = re.compile(r"[^A-Za-z0-9_\-]+")
-
-
-class SpecMismatchError(EngineError):
-    """The model was made for a robot spec that differs in joints, views or action layout."""
 
 
 def domain_for(name: str) -> str:
@@ -148,41 +141,6 @@ def resolve_model_path(model: str | Path | None, spec: RobotSpec) -> Path | None
     return path
 
 
-def check_model_spec(
-    where: str | Path,
-    recorded: Any,
-    spec: RobotSpec,
-    *,
-    recorded_hash: str | None = None,
-    allow_spec_mismatch: bool = False,
-) -> SpecComparison:
-    """Compare a model's recorded spec fields with ``spec``: refuse, warn or note (see the module docstring).
-
-    ``recorded``: the model's ``robot_spec`` fields (None for models written before
-    they were recorded: a warning says what cannot be checked, unless ``recorded_hash``
-    equals the spec's hash).
-    """
-    from hpt_ros.spec.compat import compare_model_fields
-
-    comparison = compare_model_fields(recorded if isinstance(recorded, dict) else None, spec, recorded_hash)
-    if not comparison.recorded and not comparison.same_hash:
-        logger.warning("%s records no robot spec fields (written before they were recorded): its joint order, "
-                       "camera views and action layout cannot be checked against %s, only its sizes%s", where,
-                       spec.source, f" (it was made under spec hash {recorded_hash[:12]})" if recorded_hash else "")
-    for note in comparison.notes:
-        logger.info("%s: %s (runs unchanged)", where, note)
-    if comparison.differences:
-        listing = "\n".join(f"  - {d}" for d in comparison.differences)
-        text = f"{where}: the model was made for a robot spec that differs from {spec.source}:\n{listing}"
-        if not allow_spec_mismatch:
-            raise SpecMismatchError(
-                text + "\nIt would read and command these slots with the meaning it was trained on. Use a model "
-                "made for this spec, or accept the differences explicitly with allow_spec_mismatch (parameter "
-                "allow_spec_mismatch:=true, hpt-ros policy --allow-spec-mismatch)")  # fmt: skip
-        logger.warning("SPEC MISMATCH ALLOWED (allow_spec_mismatch): %s", text)
-    return comparison
-
-
 def load_engine(
     model: str | Path | None,
     spec: RobotSpec,
@@ -244,7 +202,7 @@ def load_engine(
 
     if path.is_dir() or path.name == "hpt.yaml":
         folder = path if path.is_dir() else path.parent
-        policy, comparison = _load_checkpoint(folder, spec, allow_spec_mismatch=allow_spec_mismatch)
+        policy, comparison = load_checked_checkpoint(folder, spec, allow_spec_mismatch=allow_spec_mismatch)
         if backend == "torch":
             from .torch_engine import TorchEngine
 
@@ -266,37 +224,6 @@ def _check_options(engine: type, options: dict[str, Any]) -> None:
     if unknown:
         raise EngineError(f"option(s) {', '.join(unknown)} do not apply to the {engine.backend} engine "
                           f"(it takes {', '.join(sorted(known))})")  # fmt: skip
-
-
-def _load_checkpoint(folder: Path, spec: RobotSpec, *,
-                     allow_spec_mismatch: bool = False) -> tuple[HPTPolicy, SpecComparison]:
-    import yaml
-
-    from hpt_ros.model import CheckpointError, load_checkpoint
-
-    meta_file = folder / "hpt.yaml"
-    # Check the sizes before building anything, so a mismatch says which dimension.
-    try:
-        meta = yaml.safe_load(meta_file.read_text())
-        config = dict(meta["config"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise EngineError(f"{meta_file}: not an hpt_ros checkpoint ({type(exc).__name__}: {exc})") from exc
-    found = {k: config.get(k) for k in ("state_dim", "action_dim", "num_views")}
-    found["action_horizon"] = config.get("action_horizon", 8)
-    check_model_sizes(meta_file, found, spec)
-    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
-    comparison = check_model_spec(meta_file, meta.get("robot_spec"), spec, recorded_hash=extra.get("spec_hash"),
-                                  allow_spec_mismatch=allow_spec_mismatch)
-    try:
-        policy, _ = load_checkpoint(folder)
-    except CheckpointError as exc:
-        raise EngineError(str(exc)) from exc
-    if policy.encoder is None:
-        raise EngineError(
-            f"{folder}: checkpoint has no image encoder, so it cannot run on camera frames; "
-            "save it with a ResNet-18 ImageEncoder attached"
-        )
-    return policy, comparison
 
 
 def _onnx_from_policy(

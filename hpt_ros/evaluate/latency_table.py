@@ -130,7 +130,7 @@ def latency_table(model: str | None = None, *, episodes: int, seed: int, out: st
     out.mkdir(parents=True, exist_ok=True)
     if engine is None:
         from hpt_ros.engine.factory import load_engine
-        from hpt_ros.nodes.demo import default_model_path
+        from hpt_ros.resources import default_model_path
 
         model = model or (str(default_model_path()) if default_model_path() is not None else None)
         if not model:

@@ -245,7 +245,7 @@ def sim_evaluate(model: str | None, *, episodes: int, seed: int, out: str | Path
         engine = EXPERT
     if engine is None:
         from hpt_ros.engine.factory import load_engine
-        from hpt_ros.nodes.demo import default_model_path
+        from hpt_ros.resources import default_model_path
 
         if not model:
             model = default_model_path()

@@ -25,22 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from hpt_ros.resources import DEFAULT_MODEL_NAME, default_model_path
 from hpt_ros.view.options import add_view_arguments, view_options
 
 __all__ = ["cli", "DEFAULT_MODEL_NAME", "default_model_path"]
-
-DEFAULT_MODEL_NAME = "franka_fr3_feed_dog"
-
-
-def default_model_path() -> Path | None:
-    """The shipped default checkpoint (models/franka_fr3_feed_dog), if present."""
-    from hpt_ros.resources import models_dir
-
-    try:
-        path = models_dir() / DEFAULT_MODEL_NAME
-    except FileNotFoundError:
-        return None
-    return path if (path / "hpt.yaml").is_file() else None
 
 
 def _random_model(spec, folder: Path, size: str) -> Path:

@@ -81,7 +81,7 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        takeover_episodes: int = 0,
                        takeover_model: str | None = None,
                        takeover_times: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
-                       takeover_duration_s: float = 10.0) -> Path:
+                       takeover_duration_s: float = 10.0, sim_encoder_episodes: int = 0) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
@@ -105,6 +105,11 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                         duration_s, width, height, demos)
             record_sim_episodes(demos, spec, episodes, seed=seed, duration_s=duration_s, width=width, height=height,
                                 camera_rate_hz=camera_rate_hz)
+        encoder_metrics = None
+        if sim_encoder_episodes > 0:
+            if vision_weights is not None:
+                raise ValueError("pass either vision_weights or sim_encoder_episodes, not both")
+            vision_weights, encoder_metrics = _sim_encoder(work_dir, sim_encoder_episodes, width, height, threads)
         config = TrainConfig(robot=str(spec.source), episodes=[str(demos)], out=str(work_dir / "run"), trunk=trunk,
                              size=size if trunk is None else None, vision_weights=vision_weights,
                              random_vision=vision_weights is None, steps=steps, batch_size=batch_size, lr=lr,
@@ -145,6 +150,7 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                               "state_noise": state_noise, "action_relative": action_relative,
                               "takeover_episodes": takeover_episodes,
                               "takeover_times_s": list(takeover_times) if takeover_episodes else None,
+                              "sim_encoder": encoder_metrics,
                               "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
         if evaluate > 0:
@@ -153,6 +159,25 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sim_encoder(work_dir: Path, episodes: int, width: int, height: int,
+                 threads: int | None) -> tuple[str, dict]:
+    """A ResNet-18 trained on ``episodes`` rendered scenes (``sim_encoder``, scene seed 2), kept in
+    ``work_dir/sim_encoder``; returns (weights file, its metrics)."""
+    import yaml
+
+    from .sim_encoder import render_labelled_frames, train_sim_encoder
+
+    weights = work_dir / "sim_encoder" / "sim_resnet18.safetensors"
+    info = weights.with_suffix(".yaml")
+    if not (weights.is_file() and info.is_file()):
+        logger.info("training the vision encoder on %d rendered scenes (%s)", episodes, weights)
+        frames = render_labelled_frames(episodes, width=width, height=height)
+        metrics = train_sim_encoder(frames, weights, threads=threads)
+        metrics["episodes"] = episodes
+        info.write_text(yaml.safe_dump(metrics, sort_keys=False))
+    return str(weights), yaml.safe_load(info.read_text())
 
 
 def _record_takeovers(work_dir: Path, spec, config, count: int, model: str | None, times: tuple[float, ...], *,
@@ -213,6 +238,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
     parser.add_argument("--trunk", default=None, help="pretrained trunk (hub id, folder, file); default: none")
     parser.add_argument("--vision-weights", default=None, help="ResNet-18 ImageNet weights; default: random")
+    parser.add_argument("--sim-encoder", type=int, default=0, metavar="SCENES",
+                        help="train the ResNet-18 on this many rendered scenes first and use it (hpt_ros.train.sim_encoder)")
     parser.add_argument("--steps", type=int, default=14000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -253,7 +280,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               evaluate=args.evaluate, eval_seed=args.eval_seed,
                               image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise,
                               action_relative=args.relative_actions, takeover_episodes=args.takeover_episodes, takeover_model=args.takeover_model,
-                              takeover_times=_seconds_list(args.takeover_times, "--takeover-times"))
+                              takeover_times=_seconds_list(args.takeover_times, "--takeover-times"),
+                              sim_encoder_episodes=args.sim_encoder)
     print(f"default model written to {path}")
     return 0
 

@@ -1,0 +1,60 @@
+"""The vision encoder trained on the simulator's frames: labels, training, a strictly loadable file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import require_module
+
+require_module("mujoco")
+
+from hpt_ros.sim import READY_POSE, episode_layout, forward_kinematics  # noqa: E402
+from hpt_ros.sim.kinematics import TCP_INDEX  # noqa: E402
+from hpt_ros.train.sim_encoder import LABELS, render_labelled_frames, train_sim_encoder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return render_labelled_frames(2, seed=2, duration_s=1.0, every=3, width=64, height=48, progress=False)
+
+
+def test_frames_carry_both_views_and_labels_that_match_the_scene(frames) -> None:
+    ticks = 15  # 1 s at the spec's 15 Hz, every third tick kept, two scenes
+    assert frames.images.shape == (2 * ticks // 3, 2, 48, 64, 3)
+    assert frames.images.dtype == np.uint8 and frames.labels.shape == (len(frames), len(LABELS))
+    assert frames.images[0, 0].std() > 1 and frames.images[0, 1].std() > 1  # rendered, not blank
+    label = dict(zip(LABELS, frames.labels[0]))
+    # the first frame: the arm at its ready pose, the treat where the scene put it
+    hand = forward_kinematics(READY_POSE)[TCP_INDEX]
+    np.testing.assert_allclose([label["hand_x"], label["hand_y"], label["hand_z"]], hand[:3, 3], atol=2e-3)
+    treat_xy = episode_layout(None, 2, 0).treat_xy
+    np.testing.assert_allclose([label["treat_x"], label["treat_y"]], treat_xy, atol=2e-3)
+    in_hand = hand[:3, :3].T @ (np.array([label["treat_x"], label["treat_y"], label["treat_z"]]) - hand[:3, 3])
+    np.testing.assert_allclose([label["treat_in_hand_x"], label["treat_in_hand_y"], label["treat_in_hand_z"]],
+                               in_hand, atol=3e-3)
+    # the second scene has its treat elsewhere
+    second = dict(zip(LABELS, frames.labels[ticks // 3]))
+    assert abs(second["treat_x"] - label["treat_x"]) + abs(second["treat_y"] - label["treat_y"]) > 1e-3
+
+
+def test_training_writes_a_resnet18_that_loads_strictly_and_learns(frames, tmp_path) -> None:
+    import torch
+
+    from hpt_ros.model.resnet import ImageEncoder, load_resnet18_weights, seeded_resnet18
+
+    out = tmp_path / "enc.safetensors"
+    metrics = train_sim_encoder(frames, out, steps=12, batch_size=4, lr=5e-4, threads=2, progress=False)
+    assert metrics["train_loss_last"] < metrics["train_loss_first"]
+    assert set(metrics["val_rms"]) == set(LABELS) and all(np.isfinite(list(metrics["val_rms"].values())))
+    state = load_resnet18_weights(out)  # torchvision names, checked strictly
+    seeded = seeded_resnet18(0).state_dict()
+    # the first layers stay as seeded, the deep ones were trained
+    assert torch.equal(state["conv1.weight"], seeded["conv1.weight"])
+    assert torch.equal(state["layer1.0.conv1.weight"], seeded["layer1.0.conv1.weight"])
+    assert not torch.equal(state["layer4.1.conv2.weight"], seeded["layer4.1.conv2.weight"])
+    encoder = ImageEncoder(out)
+    assert encoder.weights_source == "enc.safetensors" and not encoder.random_weights
+    with torch.no_grad():
+        tokens = encoder(torch.from_numpy(frames.images[:2, 0]))
+    assert tokens.shape == (2, 49, 512) and torch.isfinite(tokens).all()
