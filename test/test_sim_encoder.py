@@ -58,3 +58,26 @@ def test_training_writes_a_resnet18_that_loads_strictly_and_learns(frames, tmp_p
     with torch.no_grad():
         tokens = encoder(torch.from_numpy(frames.images[:2, 0]))
     assert tokens.shape == (2, 49, 512) and torch.isfinite(tokens).all()
+
+
+def test_the_default_model_recipe_trains_over_a_sim_encoder_and_ships_it(tmp_path) -> None:
+    import torch
+    import yaml
+
+    from hpt_ros.model import load_checkpoint
+    from hpt_ros.model.resnet import load_resnet18_weights
+    from hpt_ros.train.default_model import make_default_model
+
+    out = make_default_model(tmp_path / "model", episodes=2, duration_s=1.5, steps=3, batch_size=4, width=64,
+                             height=48, work=str(tmp_path / "work"), threads=2, sim_encoder_episodes=1,
+                             sim_encoder_steps=2)
+    meta = yaml.safe_load((out / "hpt.yaml").read_text())
+    assert meta["encoder"]["weights_source"] == "sim_resnet18.safetensors" and meta["encoder"].get("seed") is None
+    made_by = yaml.safe_load((out / "summary.yaml").read_text())["made_by"]
+    assert made_by["sim_encoder"]["episodes"] == 1 and set(made_by["sim_encoder"]["val_rms"]) == set(LABELS)
+    policy, _ = load_checkpoint(out)
+    trained = load_resnet18_weights(tmp_path / "work" / "sim_encoder" / "sim_resnet18.safetensors")
+    shipped = policy.encoder.backbone.state_dict()
+    # the checkpoint carries the sim-trained weights (rounded through float16), not the seeded ones
+    for key in ("layer4.1.conv2.weight", "conv1.weight"):
+        assert torch.equal(shipped[key], trained[key].half().float())
