@@ -246,7 +246,7 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--trunk", default=None, help="pretrained trunk (hub id, folder, file); default: none")
     parser.add_argument("--vision-weights", default=None, help="ResNet-18 ImageNet weights; default: random")
     parser.add_argument("--sim-encoder", type=int, default=0, metavar="SCENES",
-                        help="train the ResNet-18 on this many rendered scenes first and use it (hpt_ros.train.sim_encoder)")
+                        help="first train the ResNet-18 on this many rendered scenes (hpt_ros.train.sim_encoder)")
     parser.add_argument("--sim-encoder-steps", type=int, default=700, help="its training steps")
     parser.add_argument("--steps", type=int, default=14000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -287,7 +287,8 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                               camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
                               evaluate=args.evaluate, eval_seed=args.eval_seed,
                               image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise,
-                              action_relative=args.relative_actions, takeover_episodes=args.takeover_episodes, takeover_model=args.takeover_model,
+                              action_relative=args.relative_actions, takeover_episodes=args.takeover_episodes,
+                              takeover_model=args.takeover_model,
                               takeover_times=_seconds_list(args.takeover_times, "--takeover-times"),
                               sim_encoder_episodes=args.sim_encoder, sim_encoder_steps=args.sim_encoder_steps)
     print(f"default model written to {path}")
