@@ -68,7 +68,7 @@ def check_model_spec(
 
 
 def load_checked_checkpoint(folder: Path, spec: RobotSpec, *,
-                     allow_spec_mismatch: bool = False) -> tuple[HPTPolicy, SpecComparison]:
+                            allow_spec_mismatch: bool = False) -> tuple[HPTPolicy, SpecComparison]:
     """``folder``'s policy, after checking its sizes and recorded spec fields against ``spec``."""
     import yaml
 

@@ -174,16 +174,13 @@ def _sim_encoder(work_dir: Path, episodes: int, steps: int, width: int, height: 
     ``work_dir/sim_encoder``; returns (weights file, its metrics)."""
     import yaml
 
-    from .sim_encoder import render_labelled_frames, train_sim_encoder
+    from .sim_encoder import make_sim_encoder
 
     weights = work_dir / "sim_encoder" / "sim_resnet18.safetensors"
     info = weights.with_suffix(".yaml")
     if not (weights.is_file() and info.is_file()):
         logger.info("training the vision encoder on %d rendered scenes (%s)", episodes, weights)
-        frames = render_labelled_frames(episodes, width=width, height=height)
-        metrics = train_sim_encoder(frames, weights, steps=steps, threads=threads)
-        metrics["episodes"] = episodes
-        info.write_text(yaml.safe_dump(metrics, sort_keys=False))
+        make_sim_encoder(weights, episodes=episodes, width=width, height=height, steps=steps, threads=threads)
     return str(weights), yaml.safe_load(info.read_text())
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LABELS", "LabelledFrames", "cli", "render_labelled_frames", "train_sim_encoder"]
+__all__ = ["LABELS", "LabelledFrames", "cli", "make_sim_encoder", "render_labelled_frames", "train_sim_encoder"]
 
 logger = logging.getLogger("hpt_ros.train")
 
@@ -114,7 +114,7 @@ def train_sim_encoder(frames: LabelledFrames, out: str | Path, *, steps: int = 7
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from hpt_ros.model.resnet import ImageEncoder, seeded_resnet18
+    from hpt_ros.model.resnet import ImageEncoder
 
     from .schedule import WarmupCosine
 
@@ -129,15 +129,14 @@ def train_sim_encoder(frames: LabelledFrames, out: str | Path, *, steps: int = 7
     mean = frames.labels[train].mean(0)
     std = np.maximum(frames.labels[train].std(0), 1e-3)  # a label that hardly varies stays in metres
     targets = torch.from_numpy((frames.labels - mean) / std)
-    # the encoder's own preprocessing (resize, ImageNet normalisation) in front of a trainable backbone
+    # the encoder's own preprocessing (resize, ImageNet normalisation) in front of its seeded backbone, trained
     encoder = ImageEncoder(random_init=True, seed=seed, image_size=224)
-    backbone = seeded_resnet18(seed).train()
+    backbone = encoder.backbone.train()
     # the first convolutions stay as seeded: edges and colours need no training, and the
     # backward pass then stops before the full-resolution layers (a fifth of the time)
-    frozen = (backbone.conv1, backbone.bn1, backbone.layer1)
-    for module in frozen:
+    for module in (backbone.conv1, backbone.bn1, backbone.layer1):
         module.requires_grad_(False)
-    encoder.backbone = backbone
+        module.eval()
     heads = _heads(views, len(LABELS))
     params = list(backbone.parameters()) + list(heads.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -154,8 +153,6 @@ def train_sim_encoder(frames: LabelledFrames, out: str | Path, *, steps: int = 7
     started = time.perf_counter()
     losses = []
     for step in tqdm(range(steps), desc="sim encoder", unit="step", disable=not progress):
-        for module in frozen:
-            module.eval()
         for group in optimiser.param_groups:
             group["lr"] = schedule(step)
         batch = rng.choice(train, size=min(batch_size, len(train)), replace=False)
@@ -186,9 +183,22 @@ def train_sim_encoder(frames: LabelledFrames, out: str | Path, *, steps: int = 7
     return metrics
 
 
-def cli(argv: list[str] | None = None) -> int:
+def make_sim_encoder(out: str | Path, *, episodes: int = 80, seed: int = 2, every: int = 2, width: int = 224,
+                     height: int = 224, steps: int = 700, batch_size: int = 16, lr: float = 1e-3,
+                     threads: int | None = None, progress: bool = True) -> dict:
+    """Render ``episodes`` scenes, train on them, write the weights to ``out`` and the metrics
+    (with ``episodes`` and ``seed``) beside it as ``out`` with the suffix ``.yaml``; returns the metrics."""
     import yaml
 
+    frames = render_labelled_frames(episodes, seed=seed, every=every, width=width, height=height, progress=progress)
+    metrics = train_sim_encoder(frames, out, steps=steps, batch_size=batch_size, lr=lr, threads=threads,
+                                progress=progress)
+    metrics.update(episodes=episodes, seed=seed)
+    Path(out).with_suffix(".yaml").write_text(yaml.safe_dump(metrics, sort_keys=False))
+    return metrics
+
+
+def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpt_ros.train.sim_encoder", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, help="the weights file to write (.safetensors)")
@@ -202,11 +212,8 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    frames = render_labelled_frames(args.episodes, seed=args.seed, every=args.every)
-    metrics = train_sim_encoder(frames, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                threads=args.threads)
-    metrics.update(episodes=args.episodes, seed=args.seed)
-    Path(args.out).with_suffix(".yaml").write_text(yaml.safe_dump(metrics, sort_keys=False))
+    make_sim_encoder(args.out, episodes=args.episodes, seed=args.seed, every=args.every, steps=args.steps,
+                     batch_size=args.batch_size, lr=args.lr, threads=args.threads)
     print(f"encoder weights written to {args.out}")
     return 0
 
