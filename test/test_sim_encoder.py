@@ -81,3 +81,15 @@ def test_the_default_model_recipe_trains_over_a_sim_encoder_and_ships_it(tmp_pat
     # the checkpoint carries the sim-trained weights (rounded through float16), not the seeded ones
     for key in ("layer4.1.conv2.weight", "conv1.weight"):
         assert torch.equal(shipped[key], trained[key].half().float())
+
+    # asked for more episodes, the recipe records only the missing ones and numbers them on
+    # (scene (seed, index), as a fresh run would); asked for fewer, it refuses
+    demos = tmp_path / "work" / "demos"
+    before = {p.name: p.stat().st_mtime_ns for p in demos.glob("episode_*/*.mcap")}
+    make_default_model(tmp_path / "model", episodes=3, duration_s=1.5, steps=1, batch_size=4, width=64, height=48,
+                       work=str(tmp_path / "work"), threads=2, sim_encoder_episodes=1, sim_encoder_steps=2)
+    assert sorted(p.name for p in demos.iterdir()) == ["episode_0000", "episode_0001", "episode_0002"]
+    assert {p.name: p.stat().st_mtime_ns for p in demos.glob("episode_*/*.mcap") if p.name in before} == before
+    assert yaml.safe_load((demos / "episode_0002" / "episode.yaml").read_text())["episode_index"] == 2
+    with pytest.raises(ValueError, match="holds 3 episodes, more than the 2"):
+        make_default_model(tmp_path / "model2", episodes=2, work=str(tmp_path / "work"))

@@ -138,3 +138,24 @@ def test_the_expert_takes_over_from_another_controllers_state(handover_phase: st
     assert sim.success()
     if expected == "carry":  # it keeps squeezing the treat it was handed: no reopening from a fresh expert's open hand
         assert targets[0][7] < 0.03
+
+
+def test_a_missed_first_grasp_is_recovered_and_the_share_checked() -> None:
+    sim = FeedDogSim(seed=3, episode=1)
+    expert = _expert(1, noise=0.01, perturbation=0.03, missed_grasp=1.0)
+    closes = []
+
+    def first_close(k, sim, expert):
+        if expert.phase == "grasp" and not closes:
+            closes.append(np.linalg.norm(sim.tcp_position()[:2] - sim.treat_position()[:2]))
+
+    phases, _ = _run(sim, expert, 15.0, first_close)
+    # the first grasp closes 2-3.5 cm beside the treat, the expert sees the empty hand and picks it up after all
+    assert closes and closes[0] > 0.015, closes
+    assert expert.regrasps == 1 and sim.success()
+    assert phases.count("grasp") > 0 and "approach" in phases[phases.index("grasp"):]
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="missed_grasp"):
+            _expert(0, missed_grasp=bad)
+    with pytest.raises(ValueError, match="miss_distance"):
+        _expert(0, missed_grasp=0.5, miss_distance=(0.03, 0.02))

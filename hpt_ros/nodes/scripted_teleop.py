@@ -64,6 +64,8 @@ class ScriptedTeleopNode:
         self.perturbation = float(p("perturbation", 0.03, "occasional larger perturbations of the arm targets [rad]"))
         self.approach_error = float(p("approach_error", 0.0,
                                       "how far off the treat it lines up before descending [m] (0: on the treat)"))
+        self.missed_grasp = float(p("missed_grasp", 0.0, "share of episodes whose first grasp closes 2-3.5 cm "
+                                                         "beside the treat, then recovers (0: none)"))
         rate_hz = float(p("rate_hz", 0.0, "command rate [Hz]; 0 = the spec's control rate"))
         self.reset_hold_s = float(p("reset_hold_s", 0.2, "after a reset, wait this long before commanding [s]"))
         self.follow_recorder = as_bool(p("follow_recorder", True, "move only while the recorder records"))
@@ -111,7 +113,8 @@ class ScriptedTeleopNode:
         return FeedDogExpert(lower, upper, velocity, rate_hz=self.rate_hz,
                              max_velocity_fraction=self.spec.safety.max_velocity_fraction,
                              rng=np.random.default_rng([self.seed, episode, 7]), noise=self.noise,
-                             perturbation=self.perturbation, approach_error=self.approach_error)
+                             perturbation=self.perturbation, approach_error=self.approach_error,
+                             missed_grasp=self.missed_grasp)
 
     # -- callbacks -----------------------------------------------------------------------------
     def _on_joint_state(self, msg: Any) -> None:
@@ -197,6 +200,8 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     parser.add_argument("--approach-error", type=float, default=0.0,
                         help="how far off the treat it lines up before descending, corrected on the way down [m] "
                              "(default 0: on the treat)")
+    parser.add_argument("--missed-grasp", type=float, default=0.0,
+                        help="share of episodes whose first grasp misses the treat and is recovered (default 0)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="command rate (default: the spec's)")
     parser.add_argument("--no-follow-recorder", action="store_true",
                         help="move even while a teleop recorder is running but not recording")
@@ -204,7 +209,7 @@ def cli(argv: list[str], prog: str = "hpt-ros teleop") -> int:
     args = parser.parse_args(argv)
     parameters = {"robot_config": args.robot, "task": args.task, "seed": args.seed, "episode": args.episode,
                   "noise": args.noise, "perturbation": args.perturbation, "approach_error": args.approach_error,
-                  "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
+                  "missed_grasp": args.missed_grasp, "rate_hz": args.rate_hz, "follow_recorder": not args.no_follow_recorder}
     return run_node(ScriptedTeleopNode, "dds", "scripted_teleop", parameters=parameters, duration_s=args.duration)
 
 

@@ -24,7 +24,11 @@ paired with the way back. With ``approach_error`` > 0 it lines up over the treat
 roughly (an offset of up to that many metres, in a random direction, drawn each time it
 approaches) and corrects on the way down, as the wrist camera would show a person: the
 descent ends over the treat itself, so the data pairs low, off-centre views of the treat
-with the move that centres it.
+with the move that centres it. With ``missed_grasp`` > 0 that share of episodes makes its
+first grasp ``miss_distance`` m (drawn from the range, in a random direction) beside the
+treat, so the fingers close on nothing or nudge it, and recovers as it would from a slip:
+the data then shows what a policy's own missed grasp looks like and the way back to the
+treat.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class FeedDogExpert:
         carry_height: float = 0.16,
         release_height: float = 0.09,
         approach_error: float = 0.0,
+        missed_grasp: float = 0.0,
+        miss_distance: tuple[float, float] = (0.02, 0.035),
     ) -> None:
         self.lower = np.asarray(lower, dtype=np.float64).reshape(8)
         self.upper = np.asarray(upper, dtype=np.float64).reshape(8)
@@ -77,6 +83,12 @@ class FeedDogExpert:
         self.carry_height = float(carry_height)
         self.release_height = float(release_height)
         self.approach_error = float(approach_error)
+        if not 0.0 <= float(missed_grasp) <= 1.0:
+            raise ValueError(f"missed_grasp is a share of episodes in [0, 1], got {missed_grasp}")
+        if not 0.0 < miss_distance[0] <= miss_distance[1]:
+            raise ValueError(f"miss_distance must be a range (low, high) with 0 < low <= high, got {miss_distance}")
+        self.missed_grasp = float(missed_grasp)
+        self.miss_distance = (float(miss_distance[0]), float(miss_distance[1]))
         self.reset()
 
     def reset(self) -> None:
@@ -87,6 +99,16 @@ class FeedDogExpert:
         self._phase_ticks = 0
         self.regrasps = 0
         self._approach_offset = self._draw_offset()
+        self._grasp_offset = self._draw_miss()
+
+    def _draw_miss(self) -> NDArray[np.float64]:
+        """Where this episode's first grasp closes, relative to the treat [m]: beside it with
+        probability ``missed_grasp``, else on it (no draw when off, so other streams stay the same)."""
+        if self.missed_grasp <= 0 or self.rng.random() >= self.missed_grasp:
+            return np.zeros(3)
+        angle = self.rng.uniform(-np.pi, np.pi)
+        radius = self.rng.uniform(*self.miss_distance)
+        return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
 
     def _draw_offset(self) -> NDArray[np.float64]:
         """Where the next approach lines up, relative to the treat [m] (uniform on a disc)."""
@@ -105,7 +127,7 @@ class FeedDogExpert:
         if self.phase == "approach":
             return np.array([treat[0], treat[1], self.hover_height]) + self._approach_offset
         if self.phase in ("descend", "grasp"):
-            return np.array([treat[0], treat[1], self.grasp_height])
+            return np.array([treat[0], treat[1], self.grasp_height]) + self._grasp_offset
         if self.phase == "lift":
             assert self._ref_tcp is not None
             return np.array([self._ref_tcp[0], self._ref_tcp[1], self.carry_height])
@@ -143,6 +165,7 @@ class FeedDogExpert:
             self.phase, self._phase_ticks = nxt, 0
             if nxt == "approach":
                 self._approach_offset = self._draw_offset()
+                self._grasp_offset = np.zeros(3)  # only the first grasp misses
 
     def next_target(self, positions: ArrayLike, treat: ArrayLike, bowl_xy: Sequence[float]) -> NDArray[np.float64]:
         """The next target (8,) from the measured ``positions`` (7 arm joints + finger), the treat and the bowl."""

@@ -21,6 +21,10 @@
    the treat's place in the hand's frame and on the table, the hand's position and the
    finger; scene seed 2) and the policy trains over that frozen encoder instead; its
    weights are then stored in the checkpoint (``--encoder-dtype``, 22 MB).
+   With ``--missed-grasp-episodes N``: N more demonstrations (scene seed ``--seed`` + 3,
+   ``--missed-grasp-duration`` s each) in which the expert's first grasp closes 2-3.5 cm
+   beside the treat and it then picks the treat up after all (``FeedDogExpert``'s
+   ``missed_grasp``): the recovery from the mistake a policy makes most.
    With ``--takeover-episodes N`` (DAgger, one round): a first model trained on the
    demonstrations (or ``--takeover-model``) drives N more scenes (seed ``--seed`` + 1);
    after ``--takeover-times`` seconds (cycled over the episodes) the expert takes over
@@ -87,11 +91,13 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                        takeover_model: str | None = None,
                        takeover_times: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
                        takeover_duration_s: float = 10.0, sim_encoder_episodes: int = 0,
-                       sim_encoder_steps: int = 700) -> Path:
+                       sim_encoder_steps: int = 700, robot: str = "franka_fr3", missed_grasp_episodes: int = 0,
+                       missed_grasp_duration_s: float = 14.0) -> Path:
     """Record, train and write the default model to ``out``; returns ``out``."""
     import torch
     import yaml
 
+    from hpt_ros.data import next_episode_index
     from hpt_ros.model import load_checkpoint
     from hpt_ros.spec import load_spec
 
@@ -99,18 +105,24 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
     from .config import TrainConfig
     from .sim_demos import record_sim_episodes
 
-    spec = load_spec("franka_fr3")
+    spec = load_spec(robot)
     out = Path(out)
     tmp = tempfile.mkdtemp(prefix="hpt_default_model_") if work is None else None
     work_dir = Path(work or tmp)
     started = time.perf_counter()
     try:
         demos = work_dir / "demos"
-        if not (demos.is_dir() and any(demos.iterdir())):
-            logger.info("recording %d episodes of %g s (simulated time, %dx%d cameras) into %s", episodes,
+        # the recorder numbers on from the episodes there and each scene is drawn for (seed, index),
+        # so a rerun with more episodes records only the missing ones, as a fresh run would
+        have = next_episode_index(demos)
+        if have < episodes:
+            logger.info("recording %d episodes of %g s (simulated time, %dx%d cameras) into %s", episodes - have,
                         duration_s, width, height, demos)
-            record_sim_episodes(demos, spec, episodes, seed=seed, duration_s=duration_s, width=width, height=height,
-                                camera_rate_hz=camera_rate_hz)
+            record_sim_episodes(demos, spec, episodes - have, seed=seed, duration_s=duration_s, width=width,
+                                height=height, camera_rate_hz=camera_rate_hz)
+        elif have > episodes:
+            raise ValueError(f"{demos} holds {have} episodes, more than the {episodes} asked for; "
+                             "use another --work folder")
         encoder_metrics = None
         if sim_encoder_episodes > 0:
             if vision_weights is not None:
@@ -125,11 +137,22 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                              threads=threads, encoder_round_dtype=None if encoder_dtype == "float32" else encoder_dtype,
                              image_feature_norm=image_feature_norm, state_noise=state_noise,
                              action_relative=action_relative)
+        if missed_grasp_episodes > 0:
+            missed = work_dir / "missed_grasps"
+            have = next_episode_index(missed)
+            if have < missed_grasp_episodes:
+                # other scenes (seed + 3) in which the expert's first grasp closes beside the treat
+                logger.info("recording %d episodes of %g s whose first grasp misses into %s",
+                            missed_grasp_episodes - have, missed_grasp_duration_s, missed)
+                record_sim_episodes(missed, spec, missed_grasp_episodes - have, seed=seed + 3,
+                                    duration_s=missed_grasp_duration_s, width=width, height=height,
+                                    camera_rate_hz=camera_rate_hz, missed_grasp=1.0)
+            config = dataclasses.replace(config, episodes=[*config.episodes, str(missed)])
         if takeover_episodes > 0:
             taken_over = _record_takeovers(work_dir, spec, config, takeover_episodes, takeover_model, takeover_times,
                                            seed=seed + 1, duration_s=takeover_duration_s, width=width, height=height,
                                            camera_rate_hz=camera_rate_hz, threads=threads)
-            config = dataclasses.replace(config, episodes=[str(demos), str(taken_over)])
+            config = dataclasses.replace(config, episodes=[*config.episodes, str(taken_over)])
         shutil.rmtree(work_dir / "run", ignore_errors=True)
         result = trainer.run_training(config)
         shutil.rmtree(out, ignore_errors=True)
@@ -151,17 +174,20 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
         summary = yaml.safe_load((result.out / "summary.yaml").read_text())
         summary.pop("dataset", None)
         summary["model"] = str(out)
-        summary["made_by"] = {"command": "python -m hpt_ros.train.default_model", "episodes": episodes,
+        summary["made_by"] = {"command": "python -m hpt_ros.train.default_model", "robot": spec.name,
+                              "action_horizon": spec.action.horizon, "episodes": episodes,
                               "duration_s": duration_s, "seed": seed, "camera": f"{width}x{height}",
                               "encoder_dtype": encoder_dtype, "image_feature_norm": image_feature_norm,
                               "state_noise": state_noise, "action_relative": action_relative,
+                              "missed_grasp_episodes": missed_grasp_episodes,
+                              "missed_grasp_duration_s": missed_grasp_duration_s if missed_grasp_episodes else None,
                               "takeover_episodes": takeover_episodes,
                               "takeover_times_s": list(takeover_times) if takeover_episodes else None,
                               "sim_encoder": encoder_metrics,
                               "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
         if evaluate > 0:
-            _evaluate(out, config, work_dir, evaluate, eval_seed, threads)
+            _evaluate(out, config, work_dir, evaluate, eval_seed, threads, robot)
         return out
     finally:
         if tmp is not None:
@@ -217,7 +243,8 @@ def _record_takeovers(work_dir: Path, spec, config, count: int, model: str | Non
     return folder
 
 
-def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None) -> None:
+def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None,
+              robot: str) -> None:
     """The expert, ``model`` and the untrained model on the same held-out scenes -> ``model/sim_eval.md``."""
     from hpt_ros.evaluate.compare import compare, results_table
 
@@ -227,7 +254,7 @@ def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, thr
     shutil.rmtree(untrained.out, ignore_errors=True)
     baseline = trainer.run_training(untrained)
     result = compare({"expert": "expert", "trained": str(model), "untrained": str(baseline.model_dir)},
-                     episodes=episodes, seed=seed, out=work_dir / "eval", threads=threads)
+                     episodes=episodes, seed=seed, out=work_dir / "eval", robot=robot, threads=threads)
     (model / "sim_eval.md").write_text(results_table(result) + "\n")
     logger.info("closed-loop evaluation:\n%s", results_table(result))
 
@@ -239,6 +266,9 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
     parser.add_argument("--episodes", type=int, default=150)
     parser.add_argument("--duration", type=float, default=11.0, help="seconds per episode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--robot", default="franka_fr3",
+                        help="robot spec (shipped name or YAML) of the simulated Franka, e.g. with another "
+                             "action horizon")
     parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base"])
     parser.add_argument("--trunk", default=None, help="pretrained trunk (hub id, folder, file); default: none")
     parser.add_argument("--vision-weights", default=None, help="ResNet-18 ImageNet weights; default: random")
@@ -260,6 +290,10 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
                         help="Gaussian noise on training states, in units of each dimension's std")
     parser.add_argument("--relative-actions", action="store_true",
                         help="chunk steps as offsets from the measured joint state instead of absolute targets")
+    parser.add_argument("--missed-grasp-episodes", type=int, default=0, metavar="N",
+                        help="N more demonstrations (scene seed + 3) whose first grasp closes beside the treat "
+                             "and is recovered")
+    parser.add_argument("--missed-grasp-duration", type=float, default=14.0, help="seconds per such episode")
     parser.add_argument("--takeover-episodes", type=int, default=0, metavar="N",
                         help="DAgger: N more scenes driven by a first model until the expert takes over")
     parser.add_argument("--takeover-model", default=None,
@@ -278,13 +312,15 @@ def cli(argv: list[str] | None = None, prog: str = "python -m hpt_ros.train.defa
 
         out = models_dir() / "franka_fr3_feed_dog"
     path = make_default_model(out, episodes=args.episodes, duration_s=args.duration, seed=args.seed,
-                              size=args.size, trunk=args.trunk, vision_weights=args.vision_weights,
+                              robot=args.robot, size=args.size, trunk=args.trunk, vision_weights=args.vision_weights,
                               steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               encoder_dtype=args.encoder_dtype, width=args.width, height=args.height,
                               camera_rate_hz=args.camera_rate_hz, work=args.work, threads=args.threads,
                               evaluate=args.evaluate, eval_seed=args.eval_seed,
                               image_feature_norm=not args.no_image_feature_norm, state_noise=args.state_noise,
                               action_relative=args.relative_actions, takeover_episodes=args.takeover_episodes,
+                              missed_grasp_episodes=args.missed_grasp_episodes,
+                              missed_grasp_duration_s=args.missed_grasp_duration,
                               takeover_model=args.takeover_model,
                               takeover_times=_seconds_list(args.takeover_times, "--takeover-times"),
                               sim_encoder_episodes=args.sim_encoder, sim_encoder_steps=args.sim_encoder_steps)

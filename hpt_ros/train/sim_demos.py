@@ -52,6 +52,7 @@ def record_sim_episodes(
     noise: float = 0.01,
     perturbation: float = 0.03,
     approach_error: float = 0.0,
+    missed_grasp: float = 0.0,
     task: str = "feed_dog",
     start_time: float = 1.7e9,
     quiet: bool = True,
@@ -89,7 +90,8 @@ def record_sim_episodes(
                                 start_time=start_time, record=False)
         FakeRobot(world, spec)
         ScriptedTeleopNode(world.sibling("scripted_teleop", {**common, "noise": noise, "perturbation": perturbation,
-                                                                "approach_error": approach_error}), spec)
+                                                                "approach_error": approach_error,
+                                                                "missed_grasp": missed_grasp}), spec)
         recorder = TeleopRecorder(world.sibling("teleop_recorder", {
             "output_dir": str(out_dir), "episodes": int(count), "episode_duration_s": float(duration_s),
             "reset_robot": True, "reset_settle_s": float(reset_settle_s), "keyboard": False, "fsync": False,
