@@ -8,6 +8,8 @@ engine predicts ``chunk[i] = state + 0.1 * (i + 1)``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -298,6 +300,8 @@ def test_franka_spec_commands_stay_within_limits_and_steps(franka_spec_path):
     from hpt_ros.spec import load_spec
 
     spec = load_spec(franka_spec_path)
+    # each tick infers inline (synchronous execution), so every tick has a fresh chunk
+    spec = dataclasses.replace(spec, execution=dataclasses.replace(spec.execution, asynchronous=False))
     rt = PolicyRuntime(spec, RandomEngine(spec.action.horizon, spec.action.dim))
     lower, upper, velocity = spec.joint_limits_arrays(spec.action.joints)
     max_step = spec.safety.max_velocity_fraction * velocity * spec.period_s

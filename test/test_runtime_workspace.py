@@ -30,6 +30,10 @@ def variant(change, spec=SPEC):
     return parse_spec(raw, "<variant>")
 
 
+# the runtime tests tick a live-clock runtime and want each tick's own inference (synchronous execution)
+SYNC_SPEC = variant(lambda raw: raw["execution"].update({"async": False}))
+
+
 def joints_reaching(xyz, start=READY_POSE, iterations=300):
     """Arm joints whose TCP is at ``xyz`` (damped least squares from ``start``, within the joint limits)."""
     lower, upper, _ = SPEC.joint_limits_arrays(SPEC.action.joints[:7])
@@ -160,7 +164,7 @@ def test_runtime_passes_the_state_and_reports_the_limit():
         def predict(self, images, state):
             return np.repeat(below[None, None, :], 8, axis=1)
 
-    rt = PolicyRuntime(SPEC, TablePusher())
+    rt = PolicyRuntime(SYNC_SPEC, TablePusher())
     rt.set_enabled(True, 0.0)
     measured = HOME.copy()
     for k in range(120):
@@ -200,6 +204,7 @@ def test_runtime_steps_the_first_ee_pose_from_the_measured_joints():
 def ee_spec(kind: str):
     def change(raw):
         raw["safety"]["require_enable"] = False
+        raw["execution"]["async"] = False
         raw["action"] = {"kind": kind, "frame": "fr3_link0",
                          "command": {"topic": "/cartesian/command",
                                      "type": "geometry_msgs/msg/PoseStamped" if kind == "ee_pose"

@@ -281,7 +281,8 @@ def evaluate_bags(
             "rate_hz": spec_obj.rate_hz,
             "execution": execution.mode + (f" (coefficient {execution.ensemble_coefficient:g})"
                                            if execution.mode == "temporal_ensemble"
-                                           else f" (every {execution.replan_every})"),
+                                           else f" (every {execution.replan_every})")
+                         + (", asynchronous" if execution.asynchronous else ""),
             "action_kind": action.kind,
             "action_dims": list(layout.labels),
             "action_source": source,

@@ -49,6 +49,11 @@ def build_arg_parser(prog: str = "hpt-ros eval") -> argparse.ArgumentParser:
     parser.add_argument("--replan-every", type=int, default=0, help="ticks per chunk with --execution replan")
     parser.add_argument("--ensemble-coefficient", type=float, default=None,
                         help="temporal ensembling weight exp(-m i) coefficient m")
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument("--sync", dest="asynchronous", action="store_false", default=None,
+                        help="the tick waits for inference (execution.async: false; default: the spec's)")
+    timing.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="inference beside the tick, chunks aligned to their observation (execution.async: true)")
     parser.add_argument("--action-topic", default="", metavar="TOPIC",
                         help="recorded actions from this leader-arm sensor_msgs/JointState topic instead of the "
                              "spec's command (+ gripper) topic")
@@ -79,6 +84,8 @@ def _spec(args: argparse.Namespace):
         changes["replan_every"] = args.replan_every
     if args.ensemble_coefficient is not None:
         changes["ensemble_coefficient"] = args.ensemble_coefficient
+    if args.asynchronous is not None:
+        changes["asynchronous"] = args.asynchronous
     if changes:
         execution = dataclasses.replace(execution, **changes)
         if not 1 <= execution.replan_every <= spec.action.horizon:
@@ -86,6 +93,7 @@ def _spec(args: argparse.Namespace):
         raw = dict(spec.raw)
         raw["execution"] = dict(raw.get("execution", {}), mode=execution.mode, replan_every=execution.replan_every,
                                 ensemble_coefficient=execution.ensemble_coefficient)
+        raw["execution"]["async"] = execution.asynchronous
         spec = dataclasses.replace(spec, execution=execution, raw=raw)
     if args.rate_hz:
         if args.rate_hz <= 0:

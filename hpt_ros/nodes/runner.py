@@ -30,6 +30,7 @@ def run_node(node_class: Callable[[Any], Any], kind: str, node_name: str, *, par
     options: dict[str, Any] = {"args": args} if kind == "rclpy" else {}
     transport = make_transport(kind, node_name, parameters=parameters, **options)
     foxglove_view = None
+    node = None
     try:
         node = node_class(transport)
         if view is not None:
@@ -42,6 +43,8 @@ def run_node(node_class: Callable[[Any], Any], kind: str, node_name: str, *, par
         pass
     finally:
         transport.shutdown()
+        if node is not None and callable(getattr(node, "close", None)):
+            node.close()  # join an inference worker: a thread inside torch at interpreter exit aborts it
         if foxglove_view is not None:
             foxglove_view.close()
     return 0
