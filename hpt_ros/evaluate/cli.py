@@ -91,9 +91,8 @@ def _spec(args: argparse.Namespace):
         if not 1 <= execution.replan_every <= spec.action.horizon:
             raise ValueError(f"--replan-every must be in 1..{spec.action.horizon} (the horizon)")
         raw = dict(spec.raw)
-        raw["execution"] = dict(raw.get("execution", {}), mode=execution.mode, replan_every=execution.replan_every,
-                                ensemble_coefficient=execution.ensemble_coefficient)
-        raw["execution"]["async"] = execution.asynchronous
+        raw["execution"] = {**raw.get("execution", {}), "mode": execution.mode, "replan_every": execution.replan_every,
+                            "ensemble_coefficient": execution.ensemble_coefficient, "async": execution.asynchronous}
         spec = dataclasses.replace(spec, execution=execution, raw=raw)
     if args.rate_hz:
         if args.rate_hz <= 0:

@@ -46,6 +46,11 @@ PHASES = ("approach", "descend", "grasp", "lift", "carry", "release", "done")
 FINGER_OPEN = 0.04
 
 
+def _planar(radius: float, angle: float) -> NDArray[np.float64]:
+    """A horizontal offset [m] of ``radius`` in direction ``angle``."""
+    return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+
+
 class FeedDogExpert:
     """Joint targets, one tick at a time. ``lower``/``upper``/``velocity``: 7 arm joints, then the finger."""
 
@@ -107,16 +112,14 @@ class FeedDogExpert:
         if self.missed_grasp <= 0 or self.rng.random() >= self.missed_grasp:
             return np.zeros(3)
         angle = self.rng.uniform(-np.pi, np.pi)
-        radius = self.rng.uniform(*self.miss_distance)
-        return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+        return _planar(self.rng.uniform(*self.miss_distance), angle)
 
     def _draw_offset(self) -> NDArray[np.float64]:
         """Where the next approach lines up, relative to the treat [m] (uniform on a disc)."""
         if self.approach_error <= 0:
             return np.zeros(3)
         angle = self.rng.uniform(-np.pi, np.pi)
-        radius = self.approach_error * np.sqrt(self.rng.uniform())
-        return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
+        return _planar(self.approach_error * np.sqrt(self.rng.uniform()), angle)
 
     @property
     def done(self) -> bool:

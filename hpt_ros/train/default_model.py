@@ -104,7 +104,6 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
 
     from . import trainer
     from .config import TrainConfig
-    from .sim_demos import record_sim_episodes
 
     spec = load_spec(robot)
     out = Path(out)
@@ -113,17 +112,12 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
     started = time.perf_counter()
     try:
         demos = work_dir / "demos"
-        # the recorder numbers on from the episodes there and each scene is drawn for (seed, index),
-        # so a rerun with more episodes records only the missing ones, as a fresh run would
         have = next_episode_index(demos)
-        if have < episodes:
-            logger.info("recording %d episodes of %g s (simulated time, %dx%d cameras) into %s", episodes - have,
-                        duration_s, width, height, demos)
-            record_sim_episodes(demos, spec, episodes - have, seed=seed, duration_s=duration_s, width=width,
-                                height=height, camera_rate_hz=camera_rate_hz)
-        elif have > episodes:
+        if have > episodes:
             raise ValueError(f"{demos} holds {have} episodes, more than the {episodes} asked for; "
                              "use another --work folder")
+        _record_missing(demos, spec, episodes, "", seed=seed, duration_s=duration_s, width=width, height=height,
+                        camera_rate_hz=camera_rate_hz)
         encoder_metrics = None
         if sim_encoder_episodes > 0:
             if vision_weights is not None:
@@ -139,15 +133,10 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                              image_feature_norm=image_feature_norm, state_noise=state_noise,
                              action_relative=action_relative)
         if missed_grasp_episodes > 0:
-            missed = work_dir / "missed_grasps"
-            have = next_episode_index(missed)
-            if have < missed_grasp_episodes:
-                # other scenes (seed + 3) in which the expert's first grasp closes beside the treat
-                logger.info("recording %d episodes of %g s whose first grasp misses into %s",
-                            missed_grasp_episodes - have, missed_grasp_duration_s, missed)
-                record_sim_episodes(missed, spec, missed_grasp_episodes - have, seed=seed + 3,
-                                    duration_s=missed_grasp_duration_s, width=width, height=height,
-                                    camera_rate_hz=camera_rate_hz, missed_grasp=1.0)
+            # other scenes (seed + 3) in which the expert's first grasp closes beside the treat
+            missed = _record_missing(work_dir / "missed_grasps", spec, missed_grasp_episodes,
+                                     " whose first grasp misses", seed=seed + 3, duration_s=missed_grasp_duration_s,
+                                     width=width, height=height, camera_rate_hz=camera_rate_hz, missed_grasp=1.0)
             config = dataclasses.replace(config, episodes=[*config.episodes, str(missed)])
         if takeover_episodes > 0:
             taken_over = _record_takeovers(work_dir, spec, config, takeover_episodes, takeover_model, takeover_times,
@@ -188,11 +177,27 @@ def make_default_model(out: str | Path, *, episodes: int = 150, duration_s: floa
                               "seconds": round(time.perf_counter() - started, 1)}
         (out / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
         if evaluate > 0:
-            _evaluate(out, config, work_dir, evaluate, eval_seed, threads, robot)
+            _evaluate(out, config, work_dir, evaluate, eval_seed, threads)
         return out
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record_missing(folder: Path, spec, count: int, what: str, **recording) -> Path:
+    """Record into ``folder`` the episodes it lacks of ``count`` (``record_sim_episodes``); returns it.
+    The recorder numbers on from the episodes there and each scene is drawn for (seed, index),
+    so a rerun asking for more records only the missing ones, as a fresh run would."""
+    from hpt_ros.data import next_episode_index
+
+    from .sim_demos import record_sim_episodes
+
+    missing = count - next_episode_index(folder)
+    if missing > 0:
+        logger.info("recording %d episodes of %g s%s (simulated time, %dx%d cameras) into %s", missing,
+                    recording["duration_s"], what, recording["width"], recording["height"], folder)
+        record_sim_episodes(folder, spec, missing, **recording)
+    return folder
 
 
 def _sim_encoder(work_dir: Path, episodes: int, steps: int, width: int, height: int,
@@ -244,8 +249,7 @@ def _record_takeovers(work_dir: Path, spec, config, count: int, model: str | Non
     return folder
 
 
-def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None,
-              robot: str) -> None:
+def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, threads: int | None) -> None:
     """The expert, ``model`` and the untrained model on the same held-out scenes -> ``model/sim_eval.md``."""
     from hpt_ros.evaluate.compare import compare, results_table
 
@@ -255,7 +259,8 @@ def _evaluate(model: Path, config, work_dir: Path, episodes: int, seed: int, thr
     shutil.rmtree(untrained.out, ignore_errors=True)
     baseline = trainer.run_training(untrained)
     result = compare({"expert": "expert", "trained": str(model), "untrained": str(baseline.model_dir)},
-                     episodes=episodes, seed=seed, out=work_dir / "eval", robot=robot, threads=threads)
+                     episodes=episodes, seed=seed, out=work_dir / "eval", robot=config.robot,
+                     threads=threads)
     (model / "sim_eval.md").write_text(results_table(result) + "\n")
     logger.info("closed-loop evaluation:\n%s", results_table(result))
 
