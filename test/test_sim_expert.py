@@ -108,6 +108,7 @@ def test_a_rough_line_up_is_corrected_on_the_way_down() -> None:
     ("descend", 0.05, "approach"),  # low and 2+ cm off the treat: back up over it first
     ("descend", 0.0, "descend"),  # low, over the treat, fingers open
     ("carry", 0.0, "carry"),  # the treat in hand, at the carry height: lift is done at once, carry on
+    ("done", 0.0, "done"),  # the treat already in the bowl: hold above it, never pick it out again
 ])
 def test_the_expert_takes_over_from_another_controllers_state(handover_phase: str, approach_error: float,
                                                               expected: str) -> None:
@@ -123,7 +124,7 @@ def test_the_expert_takes_over_from_another_controllers_state(handover_phase: st
             ticks[0] += 1
 
     # the first controller runs until 0.4 s into the phase, then stops (a policy being switched off)
-    for _ in range(int(10 * RATE)):
+    for _ in range(int(14 * RATE)):
         _run(sim, first, 1.0 / RATE, until_handover)
         if ticks[0] >= int(0.4 * RATE):
             break
@@ -136,6 +137,8 @@ def test_the_expert_takes_over_from_another_controllers_state(handover_phase: st
     if expected == "approach":
         assert off > 0.012 and tcp[2] < second.hover_height
     assert sim.success()
+    if expected == "done":
+        assert set(phases) == {"done"} and targets[:, 7].min() > 0.03
     if expected == "carry":  # it keeps squeezing the treat it was handed: no reopening from a fresh expert's open hand
         assert targets[0][7] < 0.03
 

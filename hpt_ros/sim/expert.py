@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .kinematics import READY_POSE, forward_kinematics, ik_step, TCP_INDEX
+from .mjcf import BOWL_HEIGHT, BOWL_INNER_RADIUS
 
 __all__ = ["FeedDogExpert", "PHASES"]
 
@@ -138,10 +139,16 @@ class FeedDogExpert:
             return bowl + [0.0, 0.0, self.carry_height]
         return bowl + [0.0, 0.0, self.release_height]
 
-    def _takeover_phase(self, tcp: NDArray[np.float64], finger: float, treat: NDArray[np.float64]) -> str:
+    def _takeover_phase(self, tcp: NDArray[np.float64], finger: float, treat: NDArray[np.float64],
+                        bowl_xy: Sequence[float]) -> str:
         """The phase to start in from wherever the arm is (the reset pose, or a policy's state when
-        the expert takes over): holding the treat -> ``lift``; low and over it -> ``descend``;
-        otherwise ``approach`` (which first rises to the hover height above the treat)."""
+        the expert takes over): the treat already in the bowl -> ``done`` (hold above the bowl:
+        the dog is fed, nothing to pick up again); holding the treat -> ``lift``; low and over
+        it -> ``descend``; otherwise ``approach`` (which first rises to the hover height above
+        the treat)."""
+        in_bowl = float(np.hypot(treat[0] - bowl_xy[0], treat[1] - bowl_xy[1])) < BOWL_INNER_RADIUS
+        if in_bowl and treat[2] < BOWL_HEIGHT:
+            return "done"
         if 0.006 < finger < 0.03 and float(np.linalg.norm(tcp - treat)) < 0.03:
             return "lift"
         low = self.grasp_height < tcp[2] < self.hover_height - 0.01
@@ -179,7 +186,7 @@ class FeedDogExpert:
         if self._ref_q is None:
             self._ref_q = pos[:7].copy()
             self._ref_tcp = forward_kinematics(self._ref_q)[TCP_INDEX][:3, 3].copy()
-            self.phase = self._takeover_phase(self._ref_tcp, float(pos[7]), treat)
+            self.phase = self._takeover_phase(self._ref_tcp, float(pos[7]), treat, bowl_xy)
             self._finger = float(np.clip(pos[7], 0.0, FINGER_OPEN))
         assert self._ref_tcp is not None
         goal = self._goal(treat, bowl_xy)
