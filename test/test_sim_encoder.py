@@ -87,8 +87,14 @@ def test_the_default_model_recipe_trains_over_a_sim_encoder_and_ships_it(tmp_pat
     demos = tmp_path / "work" / "demos"
     before = {p.name: p.stat().st_mtime_ns for p in demos.glob("episode_*/*.mcap")}
     make_default_model(tmp_path / "model", episodes=3, duration_s=1.5, steps=1, batch_size=4, width=64, height=48,
-                       work=str(tmp_path / "work"), threads=2, sim_encoder_episodes=1, sim_encoder_steps=2)
+                       work=str(tmp_path / "work"), threads=2, sim_encoder_episodes=1, sim_encoder_steps=2,
+                       rough_line_up_episodes=1, approach_error=0.03)
     assert sorted(p.name for p in demos.iterdir()) == ["episode_0000", "episode_0001", "episode_0002"]
+    # the rough line-ups: their own folder and scenes (seed + 4), recorded and named in the summary
+    rough = yaml.safe_load((tmp_path / "work" / "rough_line_ups" / "episode_0000" / "episode.yaml").read_text())
+    assert "scene seed 4" in rough["notes"]
+    made_by = yaml.safe_load((tmp_path / "model" / "summary.yaml").read_text())["made_by"]
+    assert made_by["rough_line_up_episodes"] == 1 and made_by["approach_error_m"] == 0.03
     assert {p.name: p.stat().st_mtime_ns for p in demos.glob("episode_*/*.mcap") if p.name in before} == before
     assert yaml.safe_load((demos / "episode_0002" / "episode.yaml").read_text())["episode_index"] == 2
     with pytest.raises(ValueError, match="holds 3 episodes, more than the 2"):
