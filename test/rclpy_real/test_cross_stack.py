@@ -32,8 +32,10 @@ from rclpy_real.policy_client import Q_START, PolicyClient, wait_until
 #: (robot stack, policy stack) of the closed loops run on each wheel set
 # (robot stack, policy stack). Kilted with the robot on rclpy is left out: a camera process
 # restarted on Fast DDS 3.2 was not heard again by the policy node on the dds transport
-# within 90 s in one run of the suite (it passed in others), so that direction's restart is
-# not yet something the suite can promise. Its message types are covered both ways above.
+# within 90 s in one run of the suite (it passed in others; since, 9 runs of the directory
+# or of that test alone passed, 6 of them beside two busy cores), so that direction's
+# restart is not yet something the suite can promise: a discovery that fails once in a
+# while is not understood. Its message types are covered both ways above.
 CLOSED_LOOPS = {
     "jazzy": [("dds", "rclpy"), ("rclpy", "dds")],
     "kilted": [("dds", "rclpy")],
