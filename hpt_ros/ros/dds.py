@@ -295,8 +295,8 @@ class DdsTransport(Transport):
             return
         if not self._spinning.acquire(blocking=False):
             raise TransportError(f"node {self.node_name!r} is already spinning in another thread")
-        deadline = None if duration_s is None else time.monotonic() + float(duration_s)
-        try:
+        try:  # at once: a KeyboardInterrupt before the try would keep the spin lock, and shutdown() would wait for it
+            deadline = None if duration_s is None else time.monotonic() + float(duration_s)
             self._spin_thread = threading.current_thread()
             self._stop.clear()
             if self._message_thread is None or not self._message_thread.is_alive():
