@@ -344,6 +344,10 @@ def test_shutdown_from_another_thread_ends_spin_and_deletes_entities() -> None:
 
 
 SIGINT_NODE = """
+import signal
+# a shell without job control starts background jobs with SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler: restore it, as an interactive terminal would have it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from hpt_ros.ros.dds import DdsTransport
 node = DdsTransport("interrupted")
 node.create_subscription("/anything", "std_msgs/msg/Bool", print)
