@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .kinematics import READY_POSE, forward_kinematics, ik_step, TCP_INDEX
-from .mjcf import BOWL_HEIGHT, BOWL_INNER_RADIUS
+from .mjcf import inside_bowl
 
 __all__ = ["FeedDogExpert", "PHASES"]
 
@@ -146,8 +146,7 @@ class FeedDogExpert:
         the dog is fed, nothing to pick up again); holding the treat -> ``lift``; low and over
         it -> ``descend``; otherwise ``approach`` (which first rises to the hover height above
         the treat)."""
-        in_bowl = float(np.hypot(treat[0] - bowl_xy[0], treat[1] - bowl_xy[1])) < BOWL_INNER_RADIUS
-        if in_bowl and treat[2] < BOWL_HEIGHT:
+        if inside_bowl(treat, bowl_xy):
             return "done"
         if 0.006 < finger < 0.03 and float(np.linalg.norm(tcp - treat)) < 0.03:
             return "lift"

@@ -201,10 +201,7 @@ class FeedDogSim:
 
     def treat_in_bowl(self) -> bool:
         """The treat's centre lies inside the bowl's wall and below its rim."""
-        p = self.treat_position()
-        bx, by = self.layout.bowl_xy
-        inside = math.hypot(p[0] - bx, p[1] - by) < mjcf.BOWL_INNER_RADIUS
-        return bool(inside and p[2] < mjcf.BOWL_HEIGHT)
+        return mjcf.inside_bowl(self.treat_position(), self.layout.bowl_xy)
 
     def success(self) -> bool:
         """The treat at rest inside the bowl."""

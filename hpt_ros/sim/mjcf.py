@@ -40,6 +40,7 @@ __all__ = [
     "TREAT_HALF_SIZE",
     "assets_dir",
     "build_model",
+    "inside_bowl",
 ]
 
 ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
@@ -74,6 +75,12 @@ _TREAT_RGBA = (0.95, 0.55, 0.05, 1.0)
 _BOWL_RGBA = (0.15, 0.35, 0.85, 1.0)
 _DOG_RGBA = (0.55, 0.36, 0.20, 1.0)
 _DOG_DARK = (0.25, 0.16, 0.09, 1.0)
+
+
+def inside_bowl(point, bowl_xy) -> bool:
+    """``point`` (x, y, z) lies inside the bowl's wall and below its rim (the bowl at ``bowl_xy``)."""
+    inside = math.hypot(point[0] - bowl_xy[0], point[1] - bowl_xy[1]) < BOWL_INNER_RADIUS
+    return bool(inside and point[2] < BOWL_HEIGHT)
 
 
 def assets_dir() -> Path:
