@@ -104,8 +104,25 @@ def test_a_rough_line_up_is_corrected_on_the_way_down() -> None:
     assert sim.success()
 
 
+@pytest.mark.parametrize("height, off, finger, expected", [
+    (0.08, 0.03, 0.04, "descend"),  # 3 cm off, 6 cm above the grasp: centre on the way down
+    (0.04, 0.03, 0.04, "approach"),  # 3 cm off but the fingertips at the treat: back up over it first
+    (0.10, 0.05, 0.04, "approach"),  # too far off to centre while descending
+    (0.08, 0.02, 0.02, "approach"),  # the fingers half closed beside the treat
+    (0.05, 0.005, 0.04, "descend"),  # over the treat
+    (0.115, 0.005, 0.04, "approach"),  # at the hover height: an ordinary approach
+    (0.034, 0.004, 0.02, "descend"),  # closing over the treat, a centimetre too high: open, go lower
+    (0.024, 0.004, 0.02, "lift"),  # closing around the treat at the grasp height: pick it up
+])
+def test_the_takeover_phase_follows_from_the_height_and_the_offset(height, off, finger, expected) -> None:
+    expert = _expert(0)
+    treat = np.array([0.5, 0.1, 0.015])
+    tcp = np.array([treat[0] + off * 0.6, treat[1] - off * 0.8, height])
+    assert expert._takeover_phase(tcp, finger, treat, (0.3, -0.3)) == expected
+
+
 @pytest.mark.parametrize("handover_phase, approach_error, expected", [
-    ("descend", 0.05, "approach"),  # low and 2+ cm off the treat: back up over it first
+    ("descend", 0.05, "descend"),  # low, 2+ cm off the treat, fingers open: centre on it on the way down
     ("descend", 0.0, "descend"),  # low, over the treat, fingers open
     ("carry", 0.0, "carry"),  # the treat in hand, at the carry height: lift is done at once, carry on
     ("done", 0.0, "done"),  # the treat already in the bowl: hold above it, never pick it out again
@@ -132,10 +149,18 @@ def test_the_expert_takes_over_from_another_controllers_state(handover_phase: st
     tcp = forward_kinematics(sim.joint_positions()[:7])[TCP_INDEX][:3, 3]
     off = np.linalg.norm(tcp[:2] - sim.treat_position()[:2])
     second = _expert(40)
-    phases, targets = _run(sim, second, 12.0)
+    at_grasp = []
+
+    def grasping(k, sim, expert):
+        if expert.phase == "grasp" and not at_grasp:
+            hand = forward_kinematics(sim.joint_positions()[:7])[TCP_INDEX][:2, 3]
+            at_grasp.append(float(np.linalg.norm(hand - sim.treat_position()[:2])))
+
+    phases, targets = _run(sim, second, 12.0, grasping)
     assert phases[0] == expected, (phases[0], off)
-    if expected == "approach":
-        assert off > 0.012 and tcp[2] < second.hover_height
+    if approach_error > 0:  # handed over low and off the treat: it centred and closed on the treat
+        assert off > 0.02 and tcp[2] < second.hover_height
+        assert "approach" not in phases and at_grasp[0] < 0.012, at_grasp
     assert sim.success()
     if expected == "done":
         assert set(phases) == {"done"} and targets[:, 7].min() > 0.03
@@ -162,3 +187,25 @@ def test_a_missed_first_grasp_is_recovered_and_the_share_checked() -> None:
             _expert(0, missed_grasp=bad)
     with pytest.raises(ValueError, match="miss_distance"):
         _expert(0, missed_grasp=0.5, miss_distance=(0.03, 0.02))
+
+
+def test_a_grasp_closing_too_high_is_opened_and_made_again_lower() -> None:
+    """A controller that closes a centimetre above the grasp height (a policy's typical miss: the
+    pads meet the treat's top edge) is handed over: the expert opens, goes down and picks it."""
+    sim = FeedDogSim(seed=21, episode=2)
+    first = _expert(2, grasp_height=0.034)
+    ticks = [0]
+
+    def until_handover(k, sim, expert):
+        ticks[0] += expert.phase == "grasp"
+
+    while ticks[0] < int(0.5 * RATE):
+        _run(sim, first, 1.0 / RATE, until_handover)
+    finger = sim.joint_positions()[7]
+    assert 0.006 < finger < 0.03, finger
+    second = _expert(41)
+    phases, targets = _run(sim, second, 12.0)
+    assert phases[0] == "descend"
+    reopened = int(np.argmax(targets[:, 7] >= 0.04))
+    assert reopened > 0 and "grasp" not in phases[:reopened + 1]
+    assert sim.success()

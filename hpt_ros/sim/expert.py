@@ -7,7 +7,7 @@ the measured joint positions into the next joint target (7 arm joints + the fing
 ``approach`` (TCP above the treat) -> ``descend`` (fingers around it) -> ``grasp`` (close)
 -> ``lift`` -> ``carry`` (above the bowl) -> ``release`` (open) -> ``done`` (hold above).
 It can take over from any state (a policy's, for DAgger-style data): the first tick picks
-the phase from the measured pose (holding the treat, low over it, or anywhere else).
+the phase from the measured pose (holding the treat, low near it, or anywhere else).
 
 The TCP reference moves along straight lines at ``speed`` m/s; each tick's joint target
 is the reference pose solved by damped-least-squares IK (``kinematics.ik_step``, tool
@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .kinematics import READY_POSE, forward_kinematics, ik_step, TCP_INDEX
-from .mjcf import inside_bowl
+from .mjcf import TREAT_HALF_HEIGHT, inside_bowl
 
 __all__ = ["FeedDogExpert", "PHASES"]
 
@@ -143,15 +143,27 @@ class FeedDogExpert:
                         bowl_xy: Sequence[float]) -> str:
         """The phase to start in from wherever the arm is (the reset pose, or a policy's state when
         the expert takes over): the treat already in the bowl -> ``done`` (hold above the bowl:
-        the dog is fed, nothing to pick up again); holding the treat -> ``lift``; low and over
-        it -> ``descend``; otherwise ``approach`` (which first rises to the hover height above
-        the treat)."""
+        the dog is fed, nothing to pick up again); closing over the treat but above the grasp
+        height -> ``descend`` (open, go down around it); holding the treat -> ``lift``; low, fingers
+        open and near it -> ``descend``, which centres on the treat on the way down (a policy's
+        drift while descending is corrected where it happens); otherwise ``approach`` (which
+        first rises to the hover height above the treat)."""
         if inside_bowl(treat, bowl_xy):
             return "done"
-        if 0.006 < finger < 0.03 and float(np.linalg.norm(tcp - treat)) < 0.03:
+        off = float(np.linalg.norm(tcp[:2] - treat[:2]))
+        closing = 0.006 < finger < 0.03
+        on_table = treat[2] < TREAT_HALF_HEIGHT + 0.003
+        if closing and on_table and off < 0.012 and tcp[2] > self.grasp_height + 0.005:
+            # closing above the grasp height: such a grip holds the treat by its top edge and
+            # loses it on the way up, so open again and go down around it first
+            return "descend"
+        if closing and float(np.linalg.norm(tcp - treat)) < 0.03:
             return "lift"
         low = self.grasp_height < tcp[2] < self.hover_height - 0.01
-        if low and float(np.linalg.norm(tcp[:2] - treat[:2])) < 0.012:
+        # centring while descending moves no more sideways than down (the fingertips stay
+        # above the treat until they are around it), and never from more than 4 cm off
+        centring = off < min(0.04, tcp[2] - self.grasp_height) and finger > 0.03
+        if low and (off < 0.012 or centring):
             return "descend"
         return "approach"
 
@@ -159,6 +171,8 @@ class FeedDogExpert:
         """Phase changes from the reference having reached its goal and the measured finger."""
         self._phase_ticks += 1
         nxt = None
+        if self.phase == "descend" and self._finger < FINGER_OPEN:
+            reached = False  # (taken over with the fingers half closed) open before grasping again
         if self.phase in ("approach", "descend", "carry") and reached:
             nxt = {"approach": "descend", "descend": "grasp", "carry": "release"}[self.phase]
         elif self.phase == "grasp" and self._finger <= max(finger - 0.008, 0.0) and self._phase_ticks * self.dt > 0.2:
