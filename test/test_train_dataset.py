@@ -300,3 +300,31 @@ def test_action_chunks_pad_with_the_last_action():
     actions = np.arange(5, dtype=np.float32)[:, None] * [1.0, 10.0]
     chunks = action_chunks(actions, np.array([0, 3, 4]), 3)
     np.testing.assert_array_equal(chunks[:, :, 0], [[0, 1, 2], [3, 4, 4], [4, 4, 4]])
+
+
+def test_a_full_disk_stops_loading_instead_of_skipping_episodes(spec, tmp_path, monkeypatch):
+    """A cache that cannot be written is the machine's fault: training on the episodes that
+    happened to fit would lose data silently, so loading stops and names the cache."""
+    import errno
+
+    from hpt_ros.data import dataset
+
+    infos = [write_bag(tmp_path / "eps" / f"episode_000{i}", spec) for i in range(2)]
+    loaded, failed = dataset.load_episodes(infos, spec, FakeExtractor(), cache_dir=tmp_path / "cache", progress=False)
+    assert len(loaded) == 2 and not failed
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset, "save_cached", full)
+    with pytest.raises(OSError, match="No space left on device while reading .*episode_0000 or writing the "
+                                      "feature cache .*other-cache"):
+        dataset.load_episodes(infos, spec, FakeExtractor(), cache_dir=tmp_path / "other-cache", progress=False)
+
+    # an error of the episode itself is still skipped, with its reason
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "bad bag")
+
+    monkeypatch.setattr(dataset, "save_cached", broken)
+    loaded, failed = dataset.load_episodes(infos, spec, FakeExtractor(), cache_dir=tmp_path / "third", progress=False)
+    assert loaded == [] and [f[1] for f in failed] == ["[Errno 5] bad bag"] * 2

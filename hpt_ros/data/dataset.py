@@ -38,6 +38,7 @@ seeded split by episode (never by sample: neighbouring ticks are near-duplicates
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections import Counter
@@ -188,6 +189,10 @@ def build_episode(
     return data
 
 
+# errors of the machine (a full disk, over a quota, out of memory) rather than of one episode
+_MACHINE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)
+
+
 def load_episodes(
     infos: Iterable[EpisodeInfo],
     spec: RobotSpec,
@@ -227,6 +232,11 @@ def load_episodes(
                                          action_source=action_source, feature_dtype=feature_dtype,
                                          cache_dir=cache_dir, progress=on_frames))
             except (DatasetError, ValueError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno in _MACHINE_ERRNOS:
+                    # the machine's fault, not the episode's: skipping would train on fewer episodes
+                    raise OSError(exc.errno, f"{exc.strerror} while reading {info.path}"
+                                  + (f" or writing the feature cache {cache_dir}" if cache_dir else ""),
+                                  exc.filename) from exc
                 if not skip_errors:
                     raise
                 logger.warning("skipping episode %s: %s", info.path, exc)
